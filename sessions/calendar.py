@@ -1,0 +1,321 @@
+"""Booking rules 1–5 checked in memory against a clinic's calendar.
+
+`ClinicCalendar` loads what the rules need for the days a booking touches (hours, closed dates,
+staffing, the sessions already holding chairs) in a few queries, then answers "what rule would
+this session break?" without another query. The booking services hold the clinic's row lock
+while they use it, so what it loaded cannot change underneath them; PostgreSQL's exclusion
+constraints back rules 2 and 3 for any code that skips the services.
+"""
+
+from bisect import bisect_left
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from .clock import dates_between, day_bounds, local_date, wall_clock
+from .models import Clinic, Protocol, Session
+
+# Protocols cap chair time at 12 hours (a check constraint), so a session that overlaps an
+# instant started at most this long before it.
+MAX_SESSION = timedelta(minutes=720)
+
+RULES: dict[str, tuple[int, str]] = {
+    "starts_in_past": (0, "a session must start in the future"),
+    "invalid_status": (0, "only a booked or confirmed session can change this way"),
+    "closed_date": (1, "sessions are not booked on a day the clinic is closed"),
+    "outside_opening_hours": (1, "a session starts and ends inside opening hours"),
+    "chair_inactive": (2, "sessions are booked on active chairs of the clinic"),
+    "chair_overlap": (2, "no two sessions overlap on a chair, turnover buffer included"),
+    "patient_overlap": (3, "a patient never has two overlapping sessions"),
+    "staffing_capacity": (4, "concurrent sessions never exceed staffing capacity"),
+    "stagger_cap": (4, "starts per slot never exceed the stagger cap"),
+    "series_gap": (5, "consecutive sessions keep the protocol's minimum and maximum gap"),
+    "no_valid_slot": (7, "every session of a series needs a valid slot"),
+}
+
+
+class BookingConflict(Exception):
+    """A booking rule refuses the change. `code` is machine-readable, `rule` the spec's number."""
+
+    def __init__(self, code: str, detail: str, *, session_number: int | None = None) -> None:
+        self.code = code
+        self.rule, self.rule_text = RULES[code]
+        self.detail = detail
+        self.session_number = session_number
+        super().__init__(detail)
+
+    def for_session(self, number: int) -> "BookingConflict":
+        prefix = "" if self.detail.startswith("Session ") else f"Session {number}: "
+        return BookingConflict(self.code, prefix + self.detail, session_number=number)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "rule": self.rule,
+            "rule_text": self.rule_text,
+            "detail": self.detail,
+            "session": self.session_number,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    chair_id: int
+    starts_at: datetime
+    ends_at: datetime
+
+
+@dataclass(slots=True)
+class _Day:
+    closed_reason: str | None
+    opens: datetime | None
+    closes: datetime | None
+    # (start, end, capacity) of each staffing block, in UTC.
+    staffing: list[tuple[datetime, datetime, int]]
+    # Per chair, parallel sorted lists of starts and chair-free times. Sessions on one chair never
+    # overlap, so both lists are sorted and one bisect finds the only possible neighbour.
+    chair_starts: dict[int, list[datetime]] = field(default_factory=dict)
+    chair_frees: dict[int, list[datetime]] = field(default_factory=dict)
+    # Every holding session of the day, sorted by start, for staffing and the stagger cap.
+    starts: list[datetime] = field(default_factory=list)
+    spans: list[tuple[datetime, datetime]] = field(default_factory=list)
+
+    def add(self, chair_id: int, starts_at: datetime, ends_at: datetime, free_at: datetime) -> None:
+        starts = self.chair_starts.setdefault(chair_id, [])
+        at = bisect_left(starts, starts_at)
+        starts.insert(at, starts_at)
+        self.chair_frees.setdefault(chair_id, []).insert(at, free_at)
+        at = bisect_left(self.starts, starts_at)
+        self.starts.insert(at, starts_at)
+        self.spans.insert(at, (starts_at, ends_at))
+
+
+class ClinicCalendar:
+    def __init__(self, clinic: Clinic, *, patient_id: int, ignore_session_id: int | None = None, now: datetime) -> None:
+        self.clinic = clinic
+        self.zone = clinic.zone
+        self.now = now
+        self.buffer = timedelta(minutes=clinic.turnover_buffer_minutes)
+        self.slot = timedelta(minutes=clinic.slot_minutes)
+        self.patient_id = patient_id
+        self.ignore_session_id = ignore_session_id
+        self.active_chairs: dict[int, str] = dict(clinic.chairs.filter(is_active=True).values_list("id", "name"))
+        self.chairs_by_name: list[int] = sorted(self.active_chairs, key=lambda pk: (self.active_chairs[pk], pk))
+        self._hours = {w: (o, c) for w, o, c in clinic.opening_hours.values_list("weekday", "opens", "closes")}
+        self._blocks: dict[int, list[tuple]] = {}
+        for weekday, starts, ends, capacity in (
+            (b.weekday, b.starts, b.ends, b.capacity) for b in clinic.staffing_blocks.all()
+        ):
+            self._blocks.setdefault(weekday, []).append((starts, ends, capacity))
+        self._staffed = bool(self._blocks)
+        self._days: dict[date, _Day] = {}
+        self._patient_spans: list[tuple[datetime, datetime]] | None = None
+
+    # Loading
+
+    def load(self, dates: Iterable[date]) -> None:
+        """Load the given local dates (one query for all that are not loaded yet)."""
+        missing = sorted(set(dates) - self._days.keys())
+        if not missing:
+            return
+        first, last = missing[0], missing[-1]
+        closed = dict(self.clinic.closed_dates.filter(date__range=(first, last)).values_list("date", "reason"))
+        for day in dates_between(first, last):
+            if day not in self._days:
+                self._days[day] = self._empty_day(day, closed)
+        rows = (
+            Session.objects.filter(
+                clinic=self.clinic,
+                status__in=Session.HOLDING,
+                starts_at__gte=day_bounds(first, self.zone)[0],
+                starts_at__lt=day_bounds(last, self.zone)[1],
+            )
+            .exclude(pk=self.ignore_session_id)
+            .values_list("chair_id", "starts_at", "ends_at", "chair_free_at")
+        )
+        for chair_id, starts_at, ends_at, free_at in rows:
+            day = local_date(starts_at, self.zone)
+            if day in missing:
+                self._days[day].add(chair_id, starts_at, ends_at, free_at)
+
+    def _empty_day(self, day: date, closed: dict[date, str]) -> _Day:
+        hours = self._hours.get(day.weekday())
+        blocks = [
+            (wall_clock(day, starts, self.zone), wall_clock(day, ends, self.zone), capacity)
+            for starts, ends, capacity in self._blocks.get(day.weekday(), [])
+        ]
+        return _Day(
+            closed_reason=closed.get(day),
+            opens=wall_clock(day, hours[0], self.zone) if hours else None,
+            closes=wall_clock(day, hours[1], self.zone) if hours else None,
+            staffing=blocks,
+        )
+
+    def _day(self, day: date) -> _Day:
+        if day not in self._days:
+            self.load([day])
+        return self._days[day]
+
+    def _patient(self) -> list[tuple[datetime, datetime]]:
+        # All of the patient's future holding sessions, in any clinic: few rows, one query.
+        if self._patient_spans is None:
+            self._patient_spans = list(
+                Session.objects.filter(
+                    patient_id=self.patient_id, status__in=Session.HOLDING, ends_at__gt=self.now - MAX_SESSION
+                )
+                .exclude(pk=self.ignore_session_id)
+                .values_list("starts_at", "ends_at")
+            )
+        return self._patient_spans
+
+    # Questions
+
+    def opening(self, day: date) -> tuple[datetime, datetime] | None:
+        found = self._day(day)
+        if found.closed_reason is not None or found.opens is None or found.closes is None:
+            return None
+        return found.opens, found.closes
+
+    def start_times(self, day: date, length: timedelta) -> list[datetime]:
+        """Start times on the clinic's slot grid that fit a session of `length` inside the day's hours."""
+        opening = self.opening(day)
+        if opening is None:
+            return []
+        opens, closes = opening
+        count = int((closes - length - opens) / self.slot) + 1
+        return [opens + n * self.slot for n in range(max(count, 0))]
+
+    def first_free(self, starts_at: datetime, length: timedelta, preferred_chair: int | None) -> Slot | BookingConflict:
+        """A slot at `starts_at` on the preferred chair if it is free, else on the first free chair
+        by name; when none is free, the conflict on the preferred (or first) chair."""
+        order = self.chairs_by_name
+        if preferred_chair is not None:
+            order = [preferred_chair] + [pk for pk in order if pk != preferred_chair]
+        first_conflict: BookingConflict | None = None
+        for chair_id in order:
+            slot = Slot(chair_id, starts_at, starts_at + length)
+            found = self.conflict(slot)
+            if found is None:
+                return slot
+            if found.code not in ("chair_overlap", "chair_inactive"):
+                return found  # the time itself is refused: no other chair can help
+            first_conflict = first_conflict or found
+        return first_conflict or BookingConflict("chair_inactive", "The clinic has no active chair.")
+
+    def conflict(self, slot: Slot) -> BookingConflict | None:
+        """The first booking rule (in the spec's order) that `slot` would break, or None."""
+        return (
+            self._hours_conflict(slot)
+            or self._chair_conflict(slot)
+            or self._patient_conflict(slot)
+            or self._staffing_conflict(slot)
+        )
+
+    def add(self, slot: Slot) -> None:
+        """Hold `slot` in memory, as a tentative booking later sessions of a series must respect."""
+        self._day(local_date(slot.starts_at, self.zone)).add(
+            slot.chair_id, slot.starts_at, slot.ends_at, slot.ends_at + self.buffer
+        )
+        self._patient().append((slot.starts_at, slot.ends_at))
+
+    def _hours_conflict(self, slot: Slot) -> BookingConflict | None:
+        if slot.starts_at <= self.now:
+            return BookingConflict("starts_in_past", f"{self._show(slot.starts_at)} has already passed.")
+        day = local_date(slot.starts_at, self.zone)
+        found = self._day(day)
+        if found.closed_reason is not None:
+            reason = f" ({found.closed_reason})" if found.closed_reason else ""
+            return BookingConflict("closed_date", f"The clinic is closed on {day:%a %d %b %Y}{reason}.")
+        if found.opens is None or found.closes is None:
+            return BookingConflict("outside_opening_hours", f"The clinic is not open on {day:%A}s.")
+        if slot.starts_at < found.opens or slot.ends_at > found.closes:
+            return BookingConflict(
+                "outside_opening_hours",
+                f"{self._show(slot.starts_at)}–{self._show(slot.ends_at, time_only=True)} is outside opening "
+                f"hours {self._show(found.opens, time_only=True)}–{self._show(found.closes, time_only=True)}.",
+            )
+        return None
+
+    def _chair_conflict(self, slot: Slot) -> BookingConflict | None:
+        name = self.active_chairs.get(slot.chair_id)
+        if name is None:
+            return BookingConflict("chair_inactive", "That chair is not an active chair of this clinic.")
+        found = self._day(local_date(slot.starts_at, self.zone))
+        starts = found.chair_starts.get(slot.chair_id, [])
+        at = bisect_left(starts, slot.ends_at + self.buffer)
+        if at and found.chair_frees[slot.chair_id][at - 1] > slot.starts_at:
+            return BookingConflict(
+                "chair_overlap",
+                f"{name} is taken at {self._show(slot.starts_at)} (a session there, with the "
+                f"{self.clinic.turnover_buffer_minutes}-minute turnover).",
+            )
+        return None
+
+    def _patient_conflict(self, slot: Slot) -> BookingConflict | None:
+        for starts_at, ends_at in self._patient():
+            if starts_at < slot.ends_at and ends_at > slot.starts_at:
+                return BookingConflict(
+                    "patient_overlap", f"The patient already has a session at {self._show(starts_at)}."
+                )
+        return None
+
+    def _staffing_conflict(self, slot: Slot) -> BookingConflict | None:
+        found = self._day(local_date(slot.starts_at, self.zone))
+        first = bisect_left(found.starts, slot.starts_at - MAX_SESSION)
+        last = bisect_left(found.starts, slot.ends_at)
+        running = [span for span in found.spans[first:last] if span[1] > slot.starts_at]
+        if self.clinic.max_starts_per_slot is not None:
+            bucket = self._slot_start(slot.starts_at)
+            same_slot = bisect_left(found.starts, bucket + self.slot) - bisect_left(found.starts, bucket)
+            if same_slot >= self.clinic.max_starts_per_slot:
+                return BookingConflict(
+                    "stagger_cap",
+                    f"{same_slot} sessions already start in the {self.clinic.slot_minutes}-minute slot at "
+                    f"{self._show(bucket)} (cap {self.clinic.max_starts_per_slot}).",
+                )
+        if not self._staffed:
+            return None
+        checkpoints = {slot.starts_at}
+        checkpoints.update(s for s, _ in running if s > slot.starts_at)
+        checkpoints.update(edge for b in found.staffing for edge in b[:2] if slot.starts_at < edge < slot.ends_at)
+        for moment in sorted(checkpoints):
+            capacity = sum(c for s, e, c in found.staffing if s <= moment < e)
+            load = 1 + sum(1 for s, e in running if s <= moment < e)
+            if load > capacity:
+                return BookingConflict(
+                    "staffing_capacity",
+                    f"At {self._show(moment)} the nurses on shift can take {capacity} patients at once "
+                    f"and {load - 1} are already in chairs.",
+                )
+        return None
+
+    def _slot_start(self, moment: datetime) -> datetime:
+        local = moment.astimezone(self.zone)
+        into = timedelta(
+            minutes=(local.hour * 60 + local.minute) % self.clinic.slot_minutes,
+            seconds=local.second,
+            microseconds=local.microsecond,
+        )
+        return moment - into
+
+    def _show(self, moment: datetime, *, time_only: bool = False) -> str:
+        local = moment.astimezone(self.zone)
+        return f"{local:%H:%M}" if time_only else f"{local:%a %d %b %Y %H:%M}"
+
+
+def series_gap_conflict(
+    protocol: Protocol, zone, *, previous: datetime | None, starts_at: datetime, following: datetime | None
+) -> BookingConflict | None:
+    """Rule 5: days between consecutive sessions, counted on the clinic's calendar."""
+    day = local_date(starts_at, zone)
+    low, high = protocol.min_gap_days, protocol.max_gap_days
+    for before, after in ((previous, starts_at), (starts_at, following)):
+        if before is None or after is None:
+            continue
+        gap = (local_date(after, zone) - local_date(before, zone)).days
+        if not low <= gap <= high:
+            return BookingConflict(
+                "series_gap",
+                f"{day:%a %d %b} would put {gap} days between sessions; this protocol needs {low} to {high}.",
+            )
+    return None

@@ -1,0 +1,323 @@
+"""The booking domain: clinics, chairs, staffing, protocols, patients, series and sessions.
+
+Every datetime is stored in UTC; a clinic's zone is applied only at the edges. The rules that
+the database can hold, it holds: check constraints here, and on PostgreSQL two exclusion
+constraints (migration 0002) so that no code path can double-book a chair or a patient.
+"""
+
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from .validators import validate_e164, validate_time_zone
+
+
+class Weekday(models.IntegerChoices):
+    MONDAY = 0, "Monday"
+    TUESDAY = 1, "Tuesday"
+    WEDNESDAY = 2, "Wednesday"
+    THURSDAY = 3, "Thursday"
+    FRIDAY = 4, "Friday"
+    SATURDAY = 5, "Saturday"
+    SUNDAY = 6, "Sunday"
+
+
+class Language(models.TextChoices):
+    ENGLISH = "en", "English"
+    SPANISH = "es", "Español"
+
+
+class Clinic(models.Model):
+    name = models.CharField(max_length=120, unique=True)
+    time_zone = models.CharField(max_length=64, validators=[validate_time_zone])
+    phone = models.CharField(max_length=16, validators=[validate_e164])
+    address = models.CharField(max_length=300)
+    # What patients see as the sender: it must not reveal the treatment.
+    sender_name = models.CharField(max_length=40)
+    message_window_start = models.TimeField(default=time(9), help_text="No texts before this, patient's time.")
+    message_window_end = models.TimeField(default=time(20), help_text="No texts after this, patient's time.")
+    turnover_buffer_minutes = models.PositiveSmallIntegerField(default=15)
+    slot_minutes = models.PositiveSmallIntegerField(
+        default=15, help_text="Start times are offered on this grid; the stagger cap counts starts per slot."
+    )
+    max_starts_per_slot = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Stagger cap: most sessions that may start in one slot. Empty: no cap."
+    )
+    cancellation_notice_hours = models.PositiveSmallIntegerField(default=24)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(slot_minutes__gte=5, slot_minutes__lte=60), name="clinic_slot_5_to_60"),
+            models.CheckConstraint(
+                condition=Q(message_window_start__lt=F("message_window_end")), name="clinic_window_order"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_starts_per_slot__isnull=True) | Q(max_starts_per_slot__gte=1),
+                name="clinic_stagger_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+    def local(self, moment: datetime) -> datetime:
+        return moment.astimezone(self.zone)
+
+
+class OpeningHours(models.Model):
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="opening_hours")
+    weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
+    opens = models.TimeField()
+    closes = models.TimeField()
+
+    class Meta:
+        ordering = ["clinic", "weekday"]
+        verbose_name_plural = "opening hours"
+        constraints = [
+            models.UniqueConstraint(fields=["clinic", "weekday"], name="opening_hours_one_per_day"),
+            models.CheckConstraint(condition=Q(opens__lt=F("closes")), name="opening_hours_order"),
+            models.CheckConstraint(condition=Q(weekday__lte=6), name="opening_hours_weekday"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_weekday_display()} {self.opens:%H:%M}–{self.closes:%H:%M}"
+
+
+class ClosedDate(models.Model):
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="closed_dates")
+    date = models.DateField()
+    reason = models.CharField(max_length=120, blank=True)
+
+    class Meta:
+        ordering = ["clinic", "date"]
+        constraints = [models.UniqueConstraint(fields=["clinic", "date"], name="closed_date_once")]
+
+    def __str__(self) -> str:
+        return f"{self.date} {self.reason}".strip()
+
+
+class Chair(models.Model):
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="chairs")
+    name = models.CharField(max_length=40)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["clinic", "name"]
+        constraints = [models.UniqueConstraint(fields=["clinic", "name"], name="chair_name_unique_in_clinic")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StaffingBlock(models.Model):
+    """Nurses on shift in a weekly time block; their patients-per-nurse bound concurrent sessions."""
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="staffing_blocks")
+    weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
+    starts = models.TimeField()
+    ends = models.TimeField()
+    nurses = models.PositiveSmallIntegerField()
+    patients_per_nurse = models.PositiveSmallIntegerField(default=4)
+
+    class Meta:
+        ordering = ["clinic", "weekday", "starts"]
+        constraints = [
+            models.CheckConstraint(condition=Q(starts__lt=F("ends")), name="staffing_block_order"),
+            models.CheckConstraint(condition=Q(weekday__lte=6), name="staffing_block_weekday"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_weekday_display()} {self.starts:%H:%M}–{self.ends:%H:%M}: {self.nurses} nurses"
+
+    @property
+    def capacity(self) -> int:
+        return self.nurses * self.patients_per_nurse
+
+
+class Protocol(models.Model):
+    """A series template. `name` is internal; patients only ever see `patient_name`."""
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="protocols")
+    name = models.CharField(max_length=120)
+    patient_name = models.CharField(max_length=60, help_text="Neutral name shown to patients, e.g. 'Wellness visit'.")
+    session_count = models.PositiveSmallIntegerField()
+    chair_minutes = models.PositiveSmallIntegerField(help_text="Pre-assessment + treatment + recovery.")
+    min_gap_days = models.PositiveSmallIntegerField(default=1)
+    max_gap_days = models.PositiveSmallIntegerField(default=7)
+    fasting_hours = models.PositiveSmallIntegerField(default=0)
+    driver_required = models.BooleanField(default=True)
+    no_driving_hours = models.PositiveSmallIntegerField(default=24)
+    preparation_instructions = models.TextField(blank=True)
+    booster_interval_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["clinic", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["clinic", "name"], name="protocol_name_unique_in_clinic"),
+            models.CheckConstraint(
+                condition=Q(session_count__gte=1, session_count__lte=52), name="protocol_count_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(chair_minutes__gte=5, chair_minutes__lte=720), name="protocol_chair_minutes_range"
+            ),
+            models.CheckConstraint(condition=Q(min_gap_days__lte=F("max_gap_days")), name="protocol_gap_order"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Patient(models.Model):
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="patients")
+    first_name = models.CharField(max_length=80)
+    last_name = models.CharField(max_length=80)
+    external_id = models.CharField("MRN", max_length=40)
+    phone = models.CharField(max_length=16, blank=True, validators=[validate_e164])
+    email = models.EmailField(blank=True)
+    time_zone = models.CharField(
+        max_length=64, blank=True, validators=[validate_time_zone], help_text="Empty: the clinic's zone."
+    )
+    language = models.CharField(max_length=2, choices=Language.choices, default=Language.ENGLISH)
+    sms_enabled = models.BooleanField(default=True)
+    email_enabled = models.BooleanField(default=True)
+    sms_consent_at = models.DateTimeField(null=True, blank=True)
+    sms_consent_source = models.CharField(
+        max_length=80, blank=True, help_text="How consent was given, e.g. 'intake form'."
+    )
+    sms_opted_out_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["last_name", "first_name"]
+        constraints = [models.UniqueConstraint(fields=["clinic", "external_id"], name="patient_mrn_unique_in_clinic")]
+        indexes = [models.Index(fields=["phone"], name="patient_phone_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone) if self.time_zone else self.clinic.zone
+
+
+class Series(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="series")
+    protocol = models.ForeignKey(Protocol, on_delete=models.PROTECT, related_name="series")
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="series")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "series"
+
+    def __str__(self) -> str:
+        return f"{self.patient} – {self.protocol}"
+
+
+class Session(models.Model):
+    class Status(models.TextChoices):
+        BOOKED = "booked", "Booked"
+        CONFIRMED = "confirmed", "Confirmed"
+        ARRIVED = "arrived", "Arrived"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+        NO_SHOW = "no_show", "No-show"
+
+    # Statuses that hold the chair and the patient's time. Kept in step with the exclusion
+    # constraints of migration 0002.
+    HOLDING = (Status.BOOKED, Status.CONFIRMED, Status.ARRIVED, Status.COMPLETED)
+    # Statuses in which the session is still to happen and may be moved, confirmed or cancelled.
+    UPCOMING = (Status.BOOKED, Status.CONFIRMED)
+
+    class Channel(models.TextChoices):
+        STAFF = "staff", "Staff"
+        SMS = "sms", "SMS"
+        LINK = "link", "Patient link"
+        API = "api", "API"
+
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="sessions")
+    # Denormalised from the series so the database can hold rules 2 and 3 on this one table.
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="sessions")
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="sessions")
+    chair = models.ForeignKey(Chair, on_delete=models.PROTECT, related_name="sessions")
+    number = models.PositiveSmallIntegerField(help_text="k in 'session k of n'.")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    # ends_at plus the clinic's turnover buffer: the chair is not free before this.
+    chair_free_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.BOOKED)
+    version = models.PositiveIntegerField(default=1, help_text="Goes up each time the session moves.")
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    confirmed_via = models.CharField(max_length=8, choices=Channel.choices, blank=True)
+    driver_confirmed = models.BooleanField(default=False)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    cancellation_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["starts_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["series", "number"], name="session_number_unique_in_series"),
+            models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="session_ends_after_start"),
+            models.CheckConstraint(condition=Q(chair_free_at__gte=F("ends_at")), name="session_chair_free_after_end"),
+        ]
+        indexes = [
+            models.Index(fields=["clinic", "starts_at"], name="session_clinic_start_idx"),
+            models.Index(fields=["patient", "starts_at"], name="session_patient_start_idx"),
+        ]
+        permissions = [
+            ("move_session", "Can move a session"),
+            ("cancel_session", "Can cancel a session"),
+            ("confirm_session", "Can confirm a session for a patient"),
+            ("mark_attendance", "Can mark arrived, completed or no-show"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.patient} {self.number}/{self.series.protocol.session_count} at {self.starts_at:%Y-%m-%d %H:%M} UTC"
+        )
+
+    @property
+    def is_upcoming(self) -> bool:
+        return self.status in self.UPCOMING
+
+
+class SessionMove(models.Model):
+    """One move of a session: the history staff see and the audit trail keeps."""
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="moves")
+    from_starts_at = models.DateTimeField()
+    from_chair = models.ForeignKey(Chair, on_delete=models.PROTECT, related_name="+")
+    to_starts_at = models.DateTimeField()
+    to_chair = models.ForeignKey(Chair, on_delete=models.PROTECT, related_name="+")
+    reason = models.CharField(max_length=300, blank=True)
+    via = models.CharField(max_length=8, choices=Session.Channel.choices)
+    moved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    moved_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["moved_at"]
+
+    def __str__(self) -> str:
+        return f"{self.from_starts_at:%Y-%m-%d %H:%M} → {self.to_starts_at:%Y-%m-%d %H:%M} UTC"

@@ -1,0 +1,14 @@
+"""What the booking core tells the rest of the project, sent inside the booking transaction.
+
+`notifications/` listens to plan and withdraw messages atomically with the change; the booking
+core never imports it.
+"""
+
+from django.dispatch import Signal
+
+# sessions: list[Session]
+sessions_booked = Signal()
+# session: Session (already moved), previous_starts_at: datetime
+session_moved = Signal()
+# session: Session (new status saved), previous_status: str
+session_status_changed = Signal()

@@ -1,0 +1,23 @@
+from zoneinfo import available_timezones
+
+import phonenumbers
+from django.core.exceptions import ValidationError
+
+_E164_HINT = "Enter the phone in international form, e.g. +15205550123."
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in available_timezones():
+        raise ValidationError(f"{value!r} is not an IANA time zone such as America/Phoenix.")
+
+
+def validate_e164(value: str) -> None:
+    """A phone in E.164 form (+15205550123) that is a valid number for its country."""
+    if not value.startswith("+") or not value[1:].isdigit() or len(value) > 16:
+        raise ValidationError(_E164_HINT)
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValidationError(_E164_HINT) from exc
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValidationError(f"{value} is not a valid phone number.")
