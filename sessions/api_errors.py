@@ -1,0 +1,18 @@
+"""API errors: a booking rule refused → 409 with its code and rule; bad input → 400 naming the field."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from .calendar import BookingConflict
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, BookingConflict):
+        return Response(exc.as_dict(), status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, DjangoValidationError):
+        exc = ValidationError(detail=as_serializer_error(exc))
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,193 @@
+"""REST API of the booking domain: parse, call a service or selector, answer."""
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from . import selectors, services
+from .models import Chair, Clinic, Patient, Protocol, Series, Session
+from .serializers import (
+    CancelSerializer,
+    ChairSerializer,
+    ClinicSerializer,
+    ConfirmSerializer,
+    ConflictSerializer,
+    MarkSerializer,
+    PatientSerializer,
+    ProtocolSerializer,
+    RescheduleSerializer,
+    SeriesBookSerializer,
+    SeriesPreviewSerializer,
+    SeriesSerializer,
+    SessionQuerySerializer,
+    SessionSerializer,
+    SlotQuerySerializer,
+    SlotSerializer,
+)
+
+CONFLICT = OpenApiResponse(ConflictSerializer, description="A booking rule refused the change.")
+
+
+class RolePermissions(permissions.DjangoModelPermissions):
+    """Model permissions, reads included; an action names its own permission in `action_perms`."""
+
+    perms_map = {
+        **permissions.DjangoModelPermissions.perms_map,
+        "GET": ["%(app_label)s.view_%(model_name)s"],
+        "HEAD": ["%(app_label)s.view_%(model_name)s"],
+    }
+
+    def has_permission(self, request: Request, view) -> bool:
+        needed = getattr(view, "action_perms", {}).get(getattr(view, "action", None))
+        if needed is None:
+            return super().has_permission(request, view)
+        return bool(request.user and request.user.is_authenticated and request.user.has_perm(needed))
+
+
+class _ConfigViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    permission_classes = [RolePermissions]
+
+
+class ClinicViewSet(_ConfigViewSet):
+    queryset = Clinic.objects.prefetch_related("opening_hours", "closed_dates", "staffing_blocks")
+    serializer_class = ClinicSerializer
+
+
+class ChairViewSet(_ConfigViewSet):
+    queryset = Chair.objects.all()
+    serializer_class = ChairSerializer
+
+
+class ProtocolViewSet(_ConfigViewSet):
+    queryset = Protocol.objects.all()
+    serializer_class = ProtocolSerializer
+
+
+class PatientViewSet(_ConfigViewSet):
+    queryset = Patient.objects.all()
+    serializer_class = PatientSerializer
+
+
+class SeriesViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = Series.objects.prefetch_related("sessions__moves", "sessions__clinic", "sessions__series__protocol")
+    serializer_class = SeriesSerializer
+    permission_classes = [RolePermissions]
+    action_perms = {"create": "booking.add_series", "cancel": "booking.cancel_session"}
+
+    @extend_schema(
+        request=SeriesBookSerializer,
+        parameters=[OpenApiParameter("preview", bool, description="1: plan and check, book nothing.")],
+        responses={201: SeriesSerializer, 200: SeriesPreviewSerializer, 409: CONFLICT},
+    )
+    def create(self, request: Request) -> Response:
+        """Book a series: every start, or a first start with auto-placement. All sessions or none."""
+        form = SeriesBookSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        booking = {
+            key: form.validated_data.get(key) for key in ("patient", "protocol", "chair", "first_start", "starts")
+        }
+        if request.query_params.get("preview") in ("1", "true"):
+            plan = services.series_plan(**booking)
+            complete = len(plan) == booking["protocol"].session_count
+            body = {"bookable": complete and all(p.conflict is None for p in plan), "sessions": plan}
+            return Response(SeriesPreviewSerializer(body).data)
+        series = services.series_book(**booking, actor=request.user)
+        return Response(SeriesSerializer(self.get_queryset().get(pk=series.pk)).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=CancelSerializer, responses={200: SeriesSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        """Cancel every session still to come."""
+        form = CancelSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        services.series_cancel(series=self.get_object(), reason=form.validated_data["reason"], actor=request.user)
+        return Response(SeriesSerializer(self.get_queryset().get(pk=pk)).data)
+
+
+class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = SessionSerializer
+    permission_classes = [RolePermissions]
+    action_perms = {
+        "reschedule": "booking.move_session",
+        "cancel": "booking.cancel_session",
+        "confirm": "booking.confirm_session",
+        "mark": "booking.mark_attendance",
+        "slots": "booking.view_session",
+    }
+
+    def get_queryset(self) -> QuerySet[Session]:
+        sessions = Session.objects.select_related("clinic", "series__protocol").prefetch_related("moves")
+        if self.action != "list":
+            return sessions
+        query = SessionQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        wanted = query.validated_data
+        if "date" in wanted:
+            sessions = selectors.sessions_for_day(clinic=wanted["clinic"], day=wanted["date"]).prefetch_related("moves")
+        for key in ("clinic", "patient", "series", "status"):
+            if key in wanted:
+                sessions = sessions.filter(**{key: wanted[key]})
+        return sessions.order_by("starts_at", "id")
+
+    @extend_schema(parameters=[SessionQuerySerializer])
+    def list(self, request: Request) -> Response:
+        """Sessions, filtered by clinic and day (clinic calendar), patient, series or status."""
+        return super().list(request)
+
+    @extend_schema(request=RescheduleSerializer, responses={200: SessionSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def reschedule(self, request: Request, pk: str) -> Response:
+        """Move the session; only a slot that keeps every booking rule is accepted."""
+        session = self.get_object()
+        form = RescheduleSerializer(data=request.data, context={"session": session})
+        form.is_valid(raise_exception=True)
+        services.session_reschedule(session=session, via=Session.Channel.API, actor=request.user, **form.validated_data)
+        return self._answer(pk)
+
+    @extend_schema(request=CancelSerializer, responses={200: SessionSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        form = CancelSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        services.session_cancel(
+            session=self.get_object(), reason=form.validated_data["reason"], via=Session.Channel.API
+        )
+        return self._answer(pk)
+
+    @extend_schema(request=ConfirmSerializer, responses={200: SessionSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def confirm(self, request: Request, pk: str) -> Response:
+        form = ConfirmSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        services.session_confirm(session=self.get_object(), via=Session.Channel.API, **form.validated_data)
+        return self._answer(pk)
+
+    @extend_schema(request=MarkSerializer, responses={200: SessionSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def mark(self, request: Request, pk: str) -> Response:
+        """Attendance on the day: arrived, completed or no_show."""
+        form = MarkSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        services.session_mark(session=self.get_object(), status=form.validated_data["status"], actor=request.user)
+        return self._answer(pk)
+
+    @extend_schema(parameters=[SlotQuerySerializer], responses={200: SlotSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def slots(self, request: Request, pk: str) -> Response:
+        """Open slots the session may move to, each one accepted by reschedule."""
+        query = SlotQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        found = selectors.session_slots(session=self.get_object(), days=query.validated_data["days"])
+        return Response(SlotSerializer(found, many=True).data)
+
+    def _answer(self, pk: str) -> Response:
+        return Response(SessionSerializer(self.get_queryset().get(pk=pk)).data)

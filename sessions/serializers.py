@@ -1,0 +1,320 @@
+"""REST shapes of the booking domain. They parse and check input; the services decide."""
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from .calendar import BookingConflict
+from .clock import LocalTimeError, to_utc
+from .models import (
+    Chair,
+    Clinic,
+    ClosedDate,
+    OpeningHours,
+    Patient,
+    Protocol,
+    Series,
+    Session,
+    SessionMove,
+    StaffingBlock,
+)
+
+# Bookings further ahead than this are typing mistakes, not plans.
+BOOKING_HORIZON = timedelta(days=730)
+
+
+@extend_schema_field(OpenApiTypes.DATETIME)
+class ClinicDateTimeField(serializers.Field):
+    """ISO 8601 date-time. Without an offset it is the clinic's wall-clock time, so it stays naive
+    here and the clinic's zone is applied once the clinic is known."""
+
+    default_error_messages = {
+        "invalid": "Enter a date and time in ISO 8601, e.g. 2026-03-09T10:00 or 2026-03-09T10:00-07:00."
+    }
+
+    def to_internal_value(self, data: Any) -> datetime:
+        if not isinstance(data, str) or len(data) > 40:
+            self.fail("invalid")
+        try:
+            value = parse_datetime(data)
+        except ValueError:
+            value = None
+        if value is None:
+            self.fail("invalid")
+        return value
+
+    def to_representation(self, value: datetime) -> str:
+        return value.isoformat()
+
+
+def clinic_instant(value: datetime, clinic: Clinic, *, field: str, now: datetime | None = None) -> datetime:
+    """`value` as a UTC instant in `clinic`'s zone, within the booking horizon; errors name `field`."""
+    now = now or timezone.now()
+    try:
+        instant = to_utc(value, clinic.zone)
+    except LocalTimeError as exc:
+        raise serializers.ValidationError({field: str(exc)}) from exc
+    if instant <= now:
+        raise serializers.ValidationError({field: "This time has already passed."})
+    if instant > now + BOOKING_HORIZON:
+        raise serializers.ValidationError({field: f"Book at most {BOOKING_HORIZON.days} days ahead."})
+    return instant
+
+
+class OpeningHoursSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OpeningHours
+        fields = ["weekday", "opens", "closes"]
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs["opens"] >= attrs["closes"]:
+            raise serializers.ValidationError({"closes": "Closing time must be after opening time."})
+        return attrs
+
+
+class ClosedDateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ClosedDate
+        fields = ["date", "reason"]
+
+
+class StaffingBlockSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = StaffingBlock
+        fields = ["weekday", "starts", "ends", "nurses", "patients_per_nurse"]
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs["starts"] >= attrs["ends"]:
+            raise serializers.ValidationError({"ends": "A staffing block must end after it starts."})
+        return attrs
+
+
+class ClinicSerializer(serializers.ModelSerializer):
+    opening_hours = OpeningHoursSerializer(many=True, required=False)
+    closed_dates = ClosedDateSerializer(many=True, required=False)
+    staffing_blocks = StaffingBlockSerializer(many=True, required=False)
+
+    _CHILDREN = {"opening_hours": OpeningHours, "closed_dates": ClosedDate, "staffing_blocks": StaffingBlock}
+
+    class Meta:
+        model = Clinic
+        fields = [
+            "id", "name", "time_zone", "phone", "address", "sender_name", "message_window_start", "message_window_end",
+            "turnover_buffer_minutes", "slot_minutes", "max_starts_per_slot", "cancellation_notice_hours",
+            "opening_hours", "closed_dates", "staffing_blocks",
+        ]  # fmt: skip
+        extra_kwargs = {"slot_minutes": {"min_value": 5, "max_value": 60}}
+
+    def validate(self, attrs: dict) -> dict:
+        start = attrs.get("message_window_start", getattr(self.instance, "message_window_start", None))
+        end = attrs.get("message_window_end", getattr(self.instance, "message_window_end", None))
+        if start and end and start >= end:
+            raise serializers.ValidationError({"message_window_end": "The message window must end after it starts."})
+        weekdays = [row["weekday"] for row in attrs.get("opening_hours", [])]
+        if len(weekdays) != len(set(weekdays)):
+            raise serializers.ValidationError({"opening_hours": "Give at most one opening-hours row per weekday."})
+        dates = [row["date"] for row in attrs.get("closed_dates", [])]
+        if len(dates) != len(set(dates)):
+            raise serializers.ValidationError({"closed_dates": "Each closed date may appear once."})
+        return attrs
+
+    @transaction.atomic
+    def create(self, validated_data: dict) -> Clinic:
+        children = {name: validated_data.pop(name, []) for name in self._CHILDREN}
+        clinic = Clinic.objects.create(**validated_data)
+        self._replace_children(clinic, children)
+        return clinic
+
+    @transaction.atomic
+    def update(self, instance: Clinic, validated_data: dict) -> Clinic:
+        children = {name: validated_data.pop(name) for name in list(self._CHILDREN) if name in validated_data}
+        clinic = super().update(instance, validated_data)
+        self._replace_children(clinic, children)
+        return clinic
+
+    def _replace_children(self, clinic: Clinic, children: dict[str, list[dict]]) -> None:
+        for name, rows in children.items():
+            model = self._CHILDREN[name]
+            model.objects.filter(clinic=clinic).delete()
+            model.objects.bulk_create(model(clinic=clinic, **row) for row in rows)
+
+
+class ChairSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Chair
+        fields = ["id", "clinic", "name", "is_active"]
+
+
+class ProtocolSerializer(serializers.ModelSerializer):
+    preparation_instructions = serializers.CharField(max_length=4000, allow_blank=True, required=False)
+
+    class Meta:
+        model = Protocol
+        fields = [
+            "id", "clinic", "name", "patient_name", "session_count", "chair_minutes", "min_gap_days", "max_gap_days",
+            "fasting_hours", "driver_required", "no_driving_hours", "preparation_instructions", "booster_interval_days",
+            "is_active",
+        ]  # fmt: skip
+        extra_kwargs = {
+            "session_count": {"min_value": 1, "max_value": 52},
+            "chair_minutes": {"min_value": 5, "max_value": 720},
+            "max_gap_days": {"max_value": 365},
+        }
+
+    def validate(self, attrs: dict) -> dict:
+        low = attrs.get("min_gap_days", getattr(self.instance, "min_gap_days", 1))
+        high = attrs.get("max_gap_days", getattr(self.instance, "max_gap_days", 7))
+        if low > high:
+            raise serializers.ValidationError({"max_gap_days": "The maximum gap must be at least the minimum gap."})
+        return attrs
+
+
+class PatientSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Patient
+        fields = [
+            "id", "clinic", "first_name", "last_name", "external_id", "phone", "email", "time_zone", "language",
+            "sms_enabled", "email_enabled", "sms_consent_at", "sms_consent_source", "sms_opted_out_at",
+        ]  # fmt: skip
+        read_only_fields = ["sms_opted_out_at"]
+
+
+class SessionMoveSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SessionMove
+        fields = ["from_starts_at", "from_chair", "to_starts_at", "to_chair", "reason", "via", "moved_at"]
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    of = serializers.IntegerField(source="series.protocol.session_count", read_only=True, help_text="n in 'k of n'.")
+    clinic_time = serializers.SerializerMethodField(help_text="The start in the clinic's zone, with its offset.")
+    moves = SessionMoveSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Session
+        fields = [
+            "id", "series", "number", "of", "patient", "clinic", "chair", "starts_at", "ends_at", "clinic_time",
+            "status", "version", "confirmed_at", "confirmed_via", "driver_confirmed", "status_changed_at",
+            "cancellation_reason", "moves",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_clinic_time(self, session: Session) -> str:
+        return session.starts_at.astimezone(session.clinic.zone).isoformat()
+
+
+class SeriesSerializer(serializers.ModelSerializer):
+    sessions = SessionSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Series
+        fields = ["id", "patient", "protocol", "clinic", "status", "created_at", "sessions"]
+        read_only_fields = fields
+
+
+class SeriesBookSerializer(serializers.Serializer):
+    patient = serializers.PrimaryKeyRelatedField(queryset=Patient.objects.all())
+    protocol = serializers.PrimaryKeyRelatedField(queryset=Protocol.objects.select_related("clinic"))
+    chair = serializers.PrimaryKeyRelatedField(queryset=Chair.objects.all(), required=False, allow_null=True)
+    first_start = ClinicDateTimeField(required=False, help_text="Auto-place the series from this start.")
+    starts = serializers.ListField(
+        child=ClinicDateTimeField(), required=False, max_length=52, help_text="Every start, in order."
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        protocol: Protocol = attrs["protocol"]
+        if ("first_start" in attrs) == ("starts" in attrs):
+            raise serializers.ValidationError({"first_start": "Give either first_start or starts, not both."})
+        if attrs.get("chair") is not None and attrs["chair"].clinic_id != protocol.clinic_id:
+            raise serializers.ValidationError({"chair": "That chair belongs to another clinic."})
+        if "first_start" in attrs:
+            attrs["first_start"] = clinic_instant(attrs["first_start"], protocol.clinic, field="first_start")
+        else:
+            attrs["starts"] = [clinic_instant(value, protocol.clinic, field="starts") for value in attrs["starts"]]
+            if len(attrs["starts"]) != protocol.session_count:
+                raise serializers.ValidationError(
+                    {"starts": f"This protocol has {protocol.session_count} sessions; give that many starts."}
+                )
+        return attrs
+
+
+class ConflictSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    rule = serializers.IntegerField()
+    rule_text = serializers.CharField()
+    detail = serializers.CharField()
+    session = serializers.IntegerField(allow_null=True)
+
+
+class PlannedSessionSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    chair = serializers.IntegerField(source="slot.chair_id", allow_null=True, default=None)
+    starts_at = serializers.DateTimeField(source="slot.starts_at", allow_null=True, default=None)
+    ends_at = serializers.DateTimeField(source="slot.ends_at", allow_null=True, default=None)
+    conflict = serializers.SerializerMethodField()
+
+    @extend_schema_field(ConflictSerializer(allow_null=True))
+    def get_conflict(self, planned) -> dict | None:
+        conflict: BookingConflict | None = planned.conflict
+        return conflict.as_dict() if conflict else None
+
+
+class SeriesPreviewSerializer(serializers.Serializer):
+    bookable = serializers.BooleanField()
+    sessions = PlannedSessionSerializer(many=True)
+
+
+class RescheduleSerializer(serializers.Serializer):
+    starts_at = ClinicDateTimeField()
+    chair = serializers.PrimaryKeyRelatedField(queryset=Chair.objects.all(), required=False, allow_null=True)
+    reason = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+
+    def validate(self, attrs: dict) -> dict:
+        session: Session = self.context["session"]
+        attrs["starts_at"] = clinic_instant(attrs["starts_at"], session.clinic, field="starts_at")
+        if attrs.get("chair") is not None and attrs["chair"].clinic_id != session.clinic_id:
+            raise serializers.ValidationError({"chair": "That chair belongs to another clinic."})
+        return attrs
+
+
+class CancelSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=300)
+
+
+class ConfirmSerializer(serializers.Serializer):
+    driver_confirmed = serializers.BooleanField(required=False, default=False)
+
+
+class MarkSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=[Session.Status.ARRIVED, Session.Status.COMPLETED, Session.Status.NO_SHOW])
+
+
+class SlotSerializer(serializers.Serializer):
+    chair = serializers.IntegerField(source="chair_id")
+    starts_at = serializers.DateTimeField()
+    ends_at = serializers.DateTimeField()
+
+
+class SlotQuerySerializer(serializers.Serializer):
+    days = serializers.IntegerField(min_value=1, max_value=28, default=14)
+
+
+class SessionQuerySerializer(serializers.Serializer):
+    clinic = serializers.PrimaryKeyRelatedField(queryset=Clinic.objects.all(), required=False)
+    date = serializers.DateField(required=False, help_text="A day in the clinic's calendar; needs clinic.")
+    patient = serializers.PrimaryKeyRelatedField(queryset=Patient.objects.all(), required=False)
+    series = serializers.PrimaryKeyRelatedField(queryset=Series.objects.all(), required=False)
+    status = serializers.ChoiceField(choices=Session.Status.choices, required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        if "date" in attrs and "clinic" not in attrs:
+            raise serializers.ValidationError(
+                {"clinic": "A date is a day in a clinic's calendar: give the clinic too."}
+            )
+        return attrs
