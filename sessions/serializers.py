@@ -60,6 +60,8 @@ def clinic_instant(value: datetime, clinic: Clinic, *, field: str, now: datetime
         instant = to_utc(value, clinic.zone)
     except LocalTimeError as exc:
         raise serializers.ValidationError({field: str(exc)}) from exc
+    except OverflowError as exc:  # 9999-12-31T23:59 in a zone west of UTC
+        raise serializers.ValidationError({field: f"Book at most {BOOKING_HORIZON.days} days ahead."}) from exc
     if instant <= now:
         raise serializers.ValidationError({field: "This time has already passed."})
     if instant > now + BOOKING_HORIZON:

@@ -2,7 +2,10 @@ from rest_framework.routers import DefaultRouter
 
 from . import api
 
-router = DefaultRouter(trailing_slash="/?")
+router = DefaultRouter()
+# The spec's paths have no trailing slash (POST /api/sessions/{id}/cancel); accept both forms
+# rather than redirect, since a redirected POST loses its body.
+router.trailing_slash = "/?"
 router.register("clinics", api.ClinicViewSet)
 router.register("chairs", api.ChairViewSet)
 router.register("protocols", api.ProtocolViewSet)

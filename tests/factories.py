@@ -44,7 +44,9 @@ def staffing_make(clinic: Clinic, *, nurses: int, per_nurse: int, starts: time =
 
 def protocol_make(clinic: Clinic, *, kind: str = "induction", **fields) -> Protocol:
     presets = {
-        "induction": dict(name="Depression induction", session_count=6, chair_minutes=120, min_gap_days=1, max_gap_days=4),
+        "induction": dict(
+            name="Depression induction", session_count=6, chair_minutes=120, min_gap_days=1, max_gap_days=4
+        ),
         "pain": dict(name="Pain course", session_count=5, chair_minutes=300, min_gap_days=1, max_gap_days=1),
         "booster": dict(name="Booster", session_count=1, chair_minutes=120, min_gap_days=1, max_gap_days=1),
     }

@@ -26,7 +26,9 @@ def test_it_auto_places_an_induction_series_at_the_same_time_and_chair(now):
     clinic = clinic_make(weekdays=MON_TO_SAT, chairs=3)
     induction = protocol_make(clinic, kind="induction")
 
-    series = series_book(patient=patient_make(clinic), protocol=induction, first_start=datetime(2026, 1, 6, 10), now=now)
+    series = series_book(
+        patient=patient_make(clinic), protocol=induction, first_start=datetime(2026, 1, 6, 10), now=now
+    )
 
     # Tue–Sat on consecutive days; the clinic is closed on Sundays, so the sixth goes to Monday.
     days = [date(2026, 1, d) for d in (6, 7, 8, 9, 10, 12)]

@@ -1,0 +1,41 @@
+import pytest
+from django.contrib.auth.models import Group, User
+from rest_framework.test import APIClient
+
+from tests.factories import clinic_make, patient_make, protocol_make
+
+
+def client_for(role: str) -> APIClient:
+    user = User.objects.create_user(username=role.lower().replace(" ", "_"))
+    user.groups.add(Group.objects.get(name=role))
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def admin_api(db) -> APIClient:
+    return client_for("Clinic admin")
+
+
+@pytest.fixture
+def scheduler_api(db) -> APIClient:
+    return client_for("Scheduler")
+
+
+@pytest.fixture
+def nurse_api(db) -> APIClient:
+    return client_for("Nurse")
+
+
+@pytest.fixture
+def clinic(db):
+    clinic = clinic_make(chairs=3)
+    protocol_make(clinic, kind="induction")
+    protocol_make(clinic, kind="booster")
+    return clinic
+
+
+@pytest.fixture
+def patient(clinic):
+    return patient_make(clinic)
