@@ -9,6 +9,7 @@ from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
@@ -39,14 +40,19 @@ class Clinic(models.Model):
     sender_name = models.CharField(max_length=40)
     message_window_start = models.TimeField(default=time(9), help_text="No texts before this, patient's time.")
     message_window_end = models.TimeField(default=time(20), help_text="No texts after this, patient's time.")
-    turnover_buffer_minutes = models.PositiveSmallIntegerField(default=15)
+    turnover_buffer_minutes = models.PositiveSmallIntegerField(default=15, validators=[MaxValueValidator(240)])
     slot_minutes = models.PositiveSmallIntegerField(
-        default=15, help_text="Start times are offered on this grid; the stagger cap counts starts per slot."
+        default=15,
+        validators=[MinValueValidator(5), MaxValueValidator(60)],
+        help_text="Start times are offered on this grid; the stagger cap counts starts per slot.",
     )
     max_starts_per_slot = models.PositiveSmallIntegerField(
-        null=True, blank=True, help_text="Stagger cap: most sessions that may start in one slot. Empty: no cap."
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(200)],
+        help_text="Stagger cap: most sessions that may start in one slot. Empty: no cap.",
     )
-    cancellation_notice_hours = models.PositiveSmallIntegerField(default=24)
+    cancellation_notice_hours = models.PositiveSmallIntegerField(default=24, validators=[MaxValueValidator(720)])
 
     class Meta:
         ordering = ["name"]
@@ -124,8 +130,10 @@ class StaffingBlock(models.Model):
     weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
     starts = models.TimeField()
     ends = models.TimeField()
-    nurses = models.PositiveSmallIntegerField()
-    patients_per_nurse = models.PositiveSmallIntegerField(default=4)
+    nurses = models.PositiveSmallIntegerField(validators=[MaxValueValidator(200)])
+    patients_per_nurse = models.PositiveSmallIntegerField(
+        default=4, validators=[MinValueValidator(1), MaxValueValidator(20)]
+    )
 
     class Meta:
         ordering = ["clinic", "weekday", "starts"]
@@ -148,15 +156,17 @@ class Protocol(models.Model):
     clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="protocols")
     name = models.CharField(max_length=120)
     patient_name = models.CharField(max_length=60, help_text="Neutral name shown to patients, e.g. 'Wellness visit'.")
-    session_count = models.PositiveSmallIntegerField()
-    chair_minutes = models.PositiveSmallIntegerField(help_text="Pre-assessment + treatment + recovery.")
-    min_gap_days = models.PositiveSmallIntegerField(default=1)
-    max_gap_days = models.PositiveSmallIntegerField(default=7)
-    fasting_hours = models.PositiveSmallIntegerField(default=0)
+    session_count = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(52)])
+    chair_minutes = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(5), MaxValueValidator(720)], help_text="Pre-assessment + treatment + recovery."
+    )
+    min_gap_days = models.PositiveSmallIntegerField(default=1, validators=[MaxValueValidator(365)])
+    max_gap_days = models.PositiveSmallIntegerField(default=7, validators=[MaxValueValidator(365)])
+    fasting_hours = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(48)])
     driver_required = models.BooleanField(default=True)
-    no_driving_hours = models.PositiveSmallIntegerField(default=24)
+    no_driving_hours = models.PositiveSmallIntegerField(default=24, validators=[MaxValueValidator(168)])
     preparation_instructions = models.TextField(blank=True)
-    booster_interval_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    booster_interval_days = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MaxValueValidator(730)])
     is_active = models.BooleanField(default=True)
 
     class Meta:

@@ -111,7 +111,6 @@ class ClinicSerializer(serializers.ModelSerializer):
             "turnover_buffer_minutes", "slot_minutes", "max_starts_per_slot", "cancellation_notice_hours",
             "opening_hours", "closed_dates", "staffing_blocks",
         ]  # fmt: skip
-        extra_kwargs = {"slot_minutes": {"min_value": 5, "max_value": 60}}
 
     def validate(self, attrs: dict) -> dict:
         start = attrs.get("message_window_start", getattr(self.instance, "message_window_start", None))
@@ -163,11 +162,6 @@ class ProtocolSerializer(serializers.ModelSerializer):
             "fasting_hours", "driver_required", "no_driving_hours", "preparation_instructions", "booster_interval_days",
             "is_active",
         ]  # fmt: skip
-        extra_kwargs = {
-            "session_count": {"min_value": 1, "max_value": 52},
-            "chair_minutes": {"min_value": 5, "max_value": 720},
-            "max_gap_days": {"max_value": 365},
-        }
 
     def validate(self, attrs: dict) -> dict:
         low = attrs.get("min_gap_days", getattr(self.instance, "min_gap_days", 1))

@@ -1,0 +1,23 @@
+# One image for web, worker, beat and the migrate job: docker-compose.yml picks the command.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DJANGO_SETTINGS_MODULE=scheduler.settings.production
+
+WORKDIR /app
+
+# Requirements before the code, so an edit to the code does not reinstall every dependency.
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY . .
+
+# Nothing here needs root, and a worker running as root is one Celery itself warns against.
+RUN useradd --system --uid 10001 --no-create-home app
+USER app
+
+EXPOSE 8000
+CMD ["gunicorn", "scheduler.wsgi", "--bind", "0.0.0.0:8000"]

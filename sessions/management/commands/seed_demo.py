@@ -1,0 +1,22 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from sessions.demo import demo_seed
+
+
+class Command(BaseCommand):
+    help = "Create the demo clinic, its protocols, a staff login and patients with booked series. Safe to rerun."
+
+    def handle(self, *args: object, **options: object) -> None:
+        # The demo login's password is published: it must never reach a database with real patients.
+        if not settings.DEBUG:
+            raise CommandError("seed_demo runs only with DEBUG on (scheduler.settings.dev).")
+        seed = demo_seed()
+        for line in seed.booked:
+            self.stdout.write(f"Booked {line}")
+        for line in seed.refused:
+            self.stdout.write(self.style.WARNING(f"Not booked {line}"))
+        self.stdout.write(
+            self.style.SUCCESS(f"Demo clinic '{seed.clinic}' ready. Staff login: {seed.username} / {seed.password}")
+        )
+        self.stdout.write(f"API token for {seed.username}: {seed.token}")

@@ -1,0 +1,65 @@
+from io import StringIO
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import CommandError, call_command
+
+from sessions.demo import DEMO_PASSWORD, DEMO_USERNAME, demo_seed
+from sessions.models import Chair, Clinic, Patient, Protocol, Series, Session, StaffingBlock
+
+pytestmark = pytest.mark.django_db
+
+_MODELS = (Clinic, Chair, StaffingBlock, Protocol, Patient, Series, Session)
+
+
+def _counts() -> dict[str, int]:
+    return {model.__name__: model.objects.count() for model in _MODELS}
+
+
+def test_it_books_every_demo_series_through_the_rules(now):
+    seed = demo_seed(now=now)
+
+    assert seed.refused == []
+    assert Series.objects.count() == 5
+    # Two inductions of 6, a pain course of 5 and two boosters.
+    assert Session.objects.count() == 6 + 6 + 5 + 1 + 1
+    assert not Session.objects.filter(starts_at__lte=now).exists()
+    assert Patient.objects.filter(series__isnull=True).exists()
+
+
+def test_it_changes_nothing_when_run_again(now):
+    demo_seed(now=now)
+    before = _counts()
+
+    again = demo_seed(now=now)
+
+    assert _counts() == before
+    assert again.booked == [] and again.refused == []
+
+
+def test_its_staff_login_is_a_clinic_admin_but_not_a_superuser(now):
+    seed = demo_seed(now=now)
+
+    user = authenticate(username=DEMO_USERNAME, password=DEMO_PASSWORD)
+    assert user is not None
+    assert user.is_staff and not user.is_superuser
+    assert list(user.groups.values_list("name", flat=True)) == ["Clinic admin"]
+    assert user.auth_token.key == seed.token
+
+
+def test_the_command_prints_the_login(settings):
+    settings.DEBUG = True
+    out = StringIO()
+
+    call_command("seed_demo", stdout=out)
+
+    assert f"Staff login: {DEMO_USERNAME} / {DEMO_PASSWORD}" in out.getvalue()
+
+
+def test_the_command_refuses_without_debug_since_its_password_is_public(settings):
+    settings.DEBUG = False
+
+    with pytest.raises(CommandError):
+        call_command("seed_demo")
+
+    assert not Clinic.objects.exists()
