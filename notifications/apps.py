@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class NotificationsConfig(AppConfig):
     name = "notifications"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from . import receivers  # noqa: F401  (connects the booking signals)
+        from .roles import notification_roles_sync
+
+        post_migrate.connect(notification_roles_sync, sender=self)

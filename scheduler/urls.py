@@ -9,4 +9,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/", include("sessions.urls")),
+    path("api/", include("notifications.api_urls")),
+    path("", include("notifications.urls")),
 ]

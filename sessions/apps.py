@@ -12,6 +12,6 @@ class BookingConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from .roles import roles_sync
+        from .roles import booking_roles_sync
 
-        post_migrate.connect(roles_sync, sender=self)
+        post_migrate.connect(booking_roles_sync, sender=self)

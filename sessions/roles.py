@@ -1,56 +1,35 @@
-"""The staff roles of the spec as Django groups, kept in step after every migrate."""
+"""The staff roles of the spec as Django groups, kept in step after every migrate.
+
+Each app owns the permissions it grants: `roles_sync` sets a group's permissions of one app
+label and leaves every other app's alone.
+"""
 
 from typing import Any
 
 from django.contrib.auth.models import Group, Permission
 
-_VIEW = [
-    f"booking.view_{m}"
-    for m in (
-        "clinic",
-        "chair",
-        "protocol",
-        "patient",
-        "series",
-        "session",
-        "openinghours",
-        "closeddate",
-        "staffingblock",
-    )
-]
+SCHEDULER, NURSE, CLINIC_ADMIN = "Scheduler", "Nurse", "Clinic admin"
 
-ROLES: dict[str, list[str]] = {
-    "Scheduler": _VIEW
-    + [
-        "booking.add_patient",
-        "booking.change_patient",
-        "booking.add_series",
-        "booking.move_session",
-        "booking.cancel_session",
-        "booking.confirm_session",
-    ],
-    "Nurse": _VIEW + ["booking.mark_attendance", "booking.confirm_session"],
-    "Clinic admin": _VIEW
-    + [
-        f"booking.{action}_{model}"
-        for model in ("clinic", "chair", "protocol", "patient", "openinghours", "closeddate", "staffingblock")
-        for action in ("add", "change")
-    ]
-    + [
-        "booking.add_series",
-        "booking.move_session",
-        "booking.cancel_session",
-        "booking.confirm_session",
-        "booking.mark_attendance",
-    ],
+_CONFIG = ("clinic", "chair", "protocol", "openinghours", "closeddate", "staffingblock")
+_VIEW = [f"view_{m}" for m in (*_CONFIG, "patient", "series", "session")]
+
+BOOKING_ROLES: dict[str, list[str]] = {
+    SCHEDULER: _VIEW
+    + ["add_patient", "change_patient", "add_series", "move_session", "cancel_session", "confirm_session"],
+    NURSE: _VIEW + ["mark_attendance", "confirm_session"],
+    CLINIC_ADMIN: _VIEW
+    + [f"{action}_{model}" for model in (*_CONFIG, "patient") for action in ("add", "change")]
+    + ["add_series", "move_session", "cancel_session", "confirm_session", "mark_attendance"],
 }
 
 
-def roles_sync(**kwargs: Any) -> None:
-    for name, codenames in ROLES.items():
+def roles_sync(app_label: str, roles: dict[str, list[str]]) -> None:
+    for name, codenames in roles.items():
         group, _ = Group.objects.get_or_create(name=name)
-        wanted = set()
-        for dotted in codenames:
-            app_label, codename = dotted.split(".")
-            wanted |= set(Permission.objects.filter(content_type__app_label=app_label, codename=codename))
-        group.permissions.set(wanted)
+        ours = Permission.objects.filter(content_type__app_label=app_label)
+        group.permissions.remove(*ours.exclude(codename__in=codenames))
+        group.permissions.add(*ours.filter(codename__in=codenames))
+
+
+def booking_roles_sync(**kwargs: Any) -> None:
+    roles_sync("booking", BOOKING_ROLES)

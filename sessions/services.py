@@ -74,6 +74,7 @@ def series_book(
     now: datetime | None = None,
 ) -> Series:
     """Book the whole series or nothing (rule 6); the conflict names the first rule broken."""
+    now = now or timezone.now()
     with _translating_constraint_violations(), transaction.atomic():
         _lock(protocol.clinic, patient)
         plan = series_plan(
@@ -98,7 +99,7 @@ def series_book(
             for p in plan
             if p.slot is not None
         )
-        signals.sessions_booked.send(sender=Session, sessions=sessions)
+        signals.sessions_booked.send(sender=Session, sessions=sessions, now=now)
     return series
 
 
@@ -144,7 +145,7 @@ def session_reschedule(
         if refused is not None:
             raise refused.for_session(session.number)
         assert isinstance(slot, Slot)
-        return _move(session, slot, clinic, reason=reason, via=via, actor=actor)
+        return _move(session, slot, clinic, reason=reason, via=via, actor=actor, now=calendar.now)
 
 
 def session_confirm(
@@ -178,7 +179,7 @@ def session_confirm(
             ]
         )
         if previous != session.status:
-            signals.session_status_changed.send(sender=Session, session=session, previous_status=previous)
+            signals.session_status_changed.send(sender=Session, session=session, previous_status=previous, now=now)
     return True
 
 
@@ -364,7 +365,7 @@ def _require_upcoming(session: Session, verb: str) -> None:
         )
 
 
-def _move(session: Session, slot: Slot, clinic: Clinic, *, reason: str, via: str, actor) -> Session:
+def _move(session: Session, slot: Slot, clinic: Clinic, *, reason: str, via: str, actor, now: datetime) -> Session:
     SessionMove.objects.create(
         session=session,
         from_starts_at=session.starts_at,
@@ -386,7 +387,7 @@ def _move(session: Session, slot: Slot, clinic: Clinic, *, reason: str, via: str
     session.confirmed_via = ""
     session.driver_confirmed = False
     session.save()
-    signals.session_moved.send(sender=Session, session=session, previous_starts_at=previous_start)
+    signals.session_moved.send(sender=Session, session=session, previous_starts_at=previous_start, now=now)
     return session
 
 
@@ -395,7 +396,7 @@ def _set_status(session: Session, status: str, now: datetime, extra: Sequence[st
     session.status = status
     session.status_changed_at = now
     session.save(update_fields=["status", "status_changed_at", "updated_at", *extra])
-    signals.session_status_changed.send(sender=Session, session=session, previous_status=previous)
+    signals.session_status_changed.send(sender=Session, session=session, previous_status=previous, now=now)
 
 
 def _series_refresh_status(series_id: int) -> None:

@@ -6,6 +6,7 @@ core never imports it.
 
 from django.dispatch import Signal
 
+# Each is sent with `now`, the moment the booking service acted on.
 # sessions: list[Session]
 sessions_booked = Signal()
 # session: Session (already moved), previous_starts_at: datetime

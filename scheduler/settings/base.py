@@ -119,7 +119,49 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-REMINDER_TICK_SECONDS = env.int("REMINDER_TICK_SECONDS", default=60)
+# Rather than hold a Redis connection through a long run of sends, prefetch few: a killed worker
+# then strands little, and the tick's lease hands what it stranded to another worker.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+
+# Reminders. The tick is the only periodic task; django-celery-beat's scheduler installs it.
+REMINDER_TICK_SECONDS = env.float("REMINDER_TICK_SECONDS", default=60)
+REMINDER_TICK_BATCH = env.int("REMINDER_TICK_BATCH", default=1000)
+REMINDER_KICK_ON_BOOKING = env.bool("REMINDER_KICK_ON_BOOKING", default=True)
+CELERY_BEAT_SCHEDULE = {
+    "reminder-tick": {
+        "task": "notifications.tasks.reminder_tick",
+        "schedule": REMINDER_TICK_SECONDS,
+        # A tick that waited in the queue longer than a tick is stale: the next one does its work.
+        "options": {"expires": REMINDER_TICK_SECONDS},
+    },
+}
+MESSAGE_CLAIM_LEASE_SECONDS = env.float("MESSAGE_CLAIM_LEASE_SECONDS", default=300)
+MESSAGE_SEND_LEASE_SECONDS = env.float("MESSAGE_SEND_LEASE_SECONDS", default=120)
+MESSAGE_RETRY_BASE_SECONDS = env.float("MESSAGE_RETRY_BASE_SECONDS", default=30)
+MESSAGE_RETRY_MAX_SECONDS = env.float("MESSAGE_RETRY_MAX_SECONDS", default=900)
+SMS_DAILY_CAP = env.int("SMS_DAILY_CAP", default=1)
+SMS_WEEKLY_CAP = env.int("SMS_WEEKLY_CAP", default=3)
+
+# Twilio. Without an account SID and token, texts go to the outbox that staff read.
+TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = env("TWILIO_FROM_NUMBER", default="")
+TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID", default="")
+TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", default="")
+TWILIO_TIMEOUT_SECONDS = env.float("TWILIO_TIMEOUT_SECONDS", default=10)
+
+# Email: EMAIL_URL such as smtp+tls://user:pass@host:587; printed to the console when unset.
+_email = env.email_url("EMAIL_URL", default="consolemail://")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST") or "localhost"
+EMAIL_PORT = _email.get("EMAIL_PORT") or 25
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="reminders@localhost")
+EMAIL_MESSAGE_ID_DOMAIN = env("EMAIL_MESSAGE_ID_DOMAIN", default="scheduler.local")
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=15)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -1,0 +1,16 @@
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+
+from . import api
+
+router = DefaultRouter()
+router.trailing_slash = "/?"
+router.include_root_view = False
+router.register("messages", api.MessageViewSet, basename="message")
+router.register("reminder-rules", api.ReminderRuleViewSet)
+
+urlpatterns = [
+    path("sessions/<int:pk>/messages", api.SessionMessagesView.as_view(), name="session-messages"),
+    path("sessions/<int:pk>/messages/", api.SessionMessagesView.as_view()),
+    *router.urls,
+]

@@ -1,0 +1,214 @@
+"""Messages to patients, planned as rows in the booking transaction and sent by Celery workers.
+
+A `Message` row is the unit of work: planned with a due time, claimed by the beat tick,
+`sending` while a worker talks to the provider, then `sent` and, from Twilio's callbacks,
+`delivered` / `undelivered` / `failed`; or it ends `cancelled`, `skipped` or `expired` with the
+reason. The unique key (session, purpose, channel, session version) means a planning step that
+runs twice cannot plan a message twice.
+"""
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator
+from django.db import models
+from django.db.models import Q
+
+from sessions.models import Clinic, Language, Patient, Protocol, Session
+
+
+class Channel(models.TextChoices):
+    SMS = "sms", "SMS"
+    EMAIL = "email", "Email"
+
+
+class Purpose(models.TextChoices):
+    BOOKED = "booked", "Booking confirmation"
+    REMINDER = "reminder", "Reminder"
+    MOVED = "moved", "Moved notice"
+    CANCELLED = "cancelled", "Cancellation notice"
+
+
+class ReminderRule(models.Model):
+    """When to remind, per clinic, or per protocol where a protocol needs its own rules.
+
+    A protocol with rules of its own uses only those; every other protocol uses the clinic's.
+    """
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="reminder_rules")
+    protocol = models.ForeignKey(
+        Protocol, on_delete=models.CASCADE, null=True, blank=True, related_name="reminder_rules"
+    )
+    channel = models.CharField(max_length=5, choices=Channel.choices)
+    offset_minutes = models.PositiveIntegerField(
+        validators=[MaxValueValidator(60 * 24 * 30)], help_text="How long before the session start."
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["clinic", "protocol", "-offset_minutes", "channel"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["clinic", "protocol", "channel", "offset_minutes"], name="reminder_rule_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        hours, minutes = divmod(self.offset_minutes, 60)
+        before = f"{hours} h" + (f" {minutes} min" if minutes else "") if hours else f"{minutes} min"
+        return f"{self.get_channel_display()} {before} before"
+
+
+class MessageTemplate(models.Model):
+    """A clinic's own wording for one purpose, channel and language; built-in wording otherwise."""
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="message_templates")
+    purpose = models.CharField(max_length=10, choices=Purpose.choices)
+    channel = models.CharField(max_length=5, choices=Channel.choices)
+    language = models.CharField(max_length=2, choices=Language.choices)
+    subject = models.CharField(max_length=120, blank=True, help_text="Email only.")
+    body = models.TextField(max_length=4000)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["clinic", "purpose", "channel", "language"], name="message_template_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_purpose_display()} {self.channel} {self.language}"
+
+
+class Message(models.Model):
+    class Status(models.TextChoices):
+        PLANNED = "planned", "Planned"
+        CLAIMED = "claimed", "Claimed"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        UNDELIVERED = "undelivered", "Undelivered"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        SKIPPED = "skipped", "Skipped"
+        EXPIRED = "expired", "Expired"
+
+    PENDING = (Status.PLANNED, Status.CLAIMED)
+    FINAL = (Status.DELIVERED, Status.UNDELIVERED, Status.FAILED, Status.CANCELLED, Status.SKIPPED, Status.EXPIRED)
+    # Texts that reached (or may have reached) the provider count towards a patient's caps.
+    WENT_OUT = (Status.SENDING, Status.SENT, Status.DELIVERED, Status.UNDELIVERED)
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="messages")
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="messages")
+    purpose = models.CharField(max_length=10, choices=Purpose.choices)
+    rule = models.ForeignKey(ReminderRule, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # Distinguishes messages of one purpose: the rule for reminders, the failed text for a fallback.
+    key = models.CharField(max_length=40)
+    channel = models.CharField(max_length=5, choices=Channel.choices)
+    session_version = models.PositiveIntegerField()
+    due_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    status = models.CharField(max_length=11, choices=Status.choices, default=Status.PLANNED)
+    reason = models.CharField(max_length=300, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    recipient = models.CharField(max_length=254, blank=True)
+    # What was sent, with the patient link's token cut out: the token is only ever stored hashed.
+    body_redacted = models.TextField(blank=True)
+    provider_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    provider_error = models.CharField(max_length=20, blank=True)
+    sending_started_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "purpose", "key", "channel", "session_version"], name="message_planned_once"
+            ),
+        ]
+        indexes = [
+            # The tick's claim reads only due planned rows: keep that index as small as they are.
+            models.Index(fields=["due_at"], condition=Q(status="planned"), name="message_due_planned_idx"),
+            models.Index(
+                fields=["lease_expires_at"], condition=Q(status__in=["claimed", "sending"]), name="message_lease_idx"
+            ),
+            models.Index(fields=["patient", "channel", "sending_started_at"], name="message_patient_sent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_purpose_display()} {self.channel} for session {self.session_id} ({self.status})"
+
+
+class ContactStatus(models.Model):
+    """What the provider told us about a patient's phone: a number we must not text again."""
+
+    class Problem(models.TextChoices):
+        UNSUBSCRIBED = "21610", "Recipient has opted out at the carrier"
+        INVALID = "21211", "Invalid phone number"
+        NOT_MOBILE = "21614", "Not a mobile number"
+
+    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="contact_status")
+    phone = models.CharField(max_length=16, help_text="The number the problem was found on.")
+    sms_problem = models.CharField(max_length=5, choices=Problem.choices, blank=True)
+    sms_problem_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "contact statuses"
+
+    def __str__(self) -> str:
+        return f"{self.patient}: {self.get_sms_problem_display() or 'ok'}"
+
+
+class StaffFlag(models.Model):
+    """Something a person should look at: it shows on the staff board and in the inbox."""
+
+    class Kind(models.TextChoices):
+        SMS_REFUSED = "sms_refused", "Text refused by the provider"
+        DELIVERY_FAILED = "delivery_failed", "Text not delivered"
+        SEND_UNCERTAIN = "send_uncertain", "Send outcome under review"
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="staff_flags")
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, null=True, blank=True, related_name="staff_flags")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, null=True, blank=True, related_name="staff_flags")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    detail = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+    handled_at = models.DateTimeField(null=True, blank=True)
+    handled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["created_at"], condition=Q(handled_at=None), name="staff_flag_open_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.detail}"
+
+
+class PatientLink(models.Model):
+    """A patient's link to one session. Only a hash of the token is kept; each text carries its
+    own token, which also lets a stuck send be matched in Twilio's log by the link in its body."""
+
+    token_hash = models.CharField(max_length=64, unique=True)
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="links")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, null=True, blank=True, related_name="links")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"link to session {self.session_id}"
+
+
+class OutboxText(models.Model):
+    """A text that would have gone to Twilio: without credentials, staff read texts here."""
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="outbox_text")
+    to = models.CharField(max_length=16)
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"to {self.to} at {self.created_at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,82 @@
+"""Turn a message row into the words that go out, in the patient's language."""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from .models import Channel, Message, Purpose
+from .transports.email import Invite
+from .wording import default_wording, fill, fits_one_segment, local_date_text, local_time_text, wording_for
+
+# Last resort when a clinic's long name or address leaves no room: still one segment, still says
+# how to confirm and how to stop.
+_COMPACT_SMS = {
+    "en": "{clinic}: {date} {time}. C=confirm R=reschedule {link} STOP=end",
+    "es": "{clinic}: {date} {time}. C=confirmar R=cambiar {link} STOP=salir",
+}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    body: str
+    invite: Invite | None
+
+
+def patient_url(token: str) -> str:
+    return f"{settings.PUBLIC_BASE_URL.rstrip('/')}/r/{token}"
+
+
+def render(message: Message, *, token: str) -> Rendered | None:
+    """The message's words; None for a text that cannot fit one GSM-7 segment in any wording."""
+    session = message.session
+    language = message.patient.language
+    values = _values(message, token, language)
+    if message.channel == Channel.EMAIL:
+        wording = wording_for(session, message.purpose, Channel.EMAIL, language)
+        body = fill(wording.body, values)
+        if message.purpose != Purpose.CANCELLED and session.series.protocol.preparation_instructions:
+            body += "\n\n" + session.series.protocol.preparation_instructions
+        return Rendered(fill(wording.subject, values), body, _invite(message))
+    candidates = [
+        wording_for(session, message.purpose, Channel.SMS, language).body,
+        default_wording(message.purpose, Channel.SMS, language).body,
+        _COMPACT_SMS[language],
+    ]
+    for text in candidates:
+        body = fill(text, values)
+        if fits_one_segment(body):
+            return Rendered("", body, None)
+    return None
+
+
+def _values(message: Message, token: str, language: str) -> dict[str, str]:
+    session = message.session
+    clinic = session.clinic
+    local = session.starts_at.astimezone(clinic.zone)
+    booked = session.series.sessions.filter(status__in=session.UPCOMING).count() or 1
+    return {
+        "clinic": clinic.sender_name,
+        "date": local_date_text(local, language),
+        "time": local_time_text(local, language),
+        "link": patient_url(token),
+        "phone": clinic.phone,
+        "address": clinic.address,
+        "number": str(session.number),
+        "count": str(booked if message.purpose == Purpose.BOOKED else session.series.protocol.session_count),
+        "visit": session.series.protocol.patient_name,
+    }
+
+
+def _invite(message: Message) -> Invite:
+    session = message.session
+    clinic = session.clinic
+    return Invite(
+        uid=f"session-{session.pk}@{settings.EMAIL_MESSAGE_ID_DOMAIN}",
+        sequence=session.version,
+        starts_at=session.starts_at,
+        ends_at=session.ends_at,
+        summary=f"{session.series.protocol.patient_name} – {clinic.sender_name}",
+        location=clinic.address,
+        cancelled=message.purpose == Purpose.CANCELLED,
+    )

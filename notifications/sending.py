@@ -1,0 +1,390 @@
+"""Sending: the beat tick claims due rows, a worker sends each one once.
+
+The row is the lock and the record. A worker moves it claimed → sending in a transaction *before*
+it calls the provider and records the outcome after, so a worker killed mid-send leaves a row in
+`sending`; the tick then looks for the text in Twilio's log (each text carries its own link
+token, stored hashed against the row) before it ever sends again. No send happens inside a
+transaction that could roll back, and no reminder waits in the broker as an ETA task.
+"""
+
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from sessions.models import Patient, Session
+
+from . import links
+from .models import Channel, ContactStatus, Message, Purpose, StaffFlag
+from .rendering import Rendered, render
+from .transports.base import TransportError
+from .transports.email import send_email
+from .transports.sms import sms_transport
+
+log = logging.getLogger(__name__)
+Status = Message.Status
+
+_LINK = re.compile(r"/r/([A-Za-z0-9_-]{10,})")
+
+
+@dataclass(frozen=True)
+class TickResult:
+    claimed: list[int]
+    requeued: list[int]
+    reconciled: int
+    expired: int
+
+
+def reminder_tick(*, now: datetime | None = None, limit: int | None = None) -> TickResult:
+    """One beat tick: expire, recover lost work, then claim what is due and hand it to workers."""
+    now = now or timezone.now()
+    started = time.perf_counter()
+    expired = messages_expire(now=now)
+    reconciled = messages_reconcile_stuck(now=now)
+    requeued = messages_requeue_lost(now=now)
+    claimed = messages_claim_due(now=now, limit=limit or settings.REMINDER_TICK_BATCH)
+    log.info(
+        "tick claimed=%d requeued=%d reconciled=%d expired=%d duration_ms=%.1f",
+        len(claimed), len(requeued), reconciled, expired, (time.perf_counter() - started) * 1000,
+    )  # fmt: skip
+    return TickResult(claimed, requeued, reconciled, expired)
+
+
+def messages_claim_due(*, now: datetime, limit: int) -> list[int]:
+    """Claim due planned rows atomically (two beats never claim one row) and enqueue them on commit."""
+    with transaction.atomic():
+        ids = list(
+            Message.objects.select_for_update(skip_locked=True)
+            .filter(status=Status.PLANNED, due_at__lte=now)
+            .order_by("due_at")
+            .values_list("id", flat=True)[:limit]
+        )
+        if ids:
+            Message.objects.filter(id__in=ids).update(status=Status.CLAIMED, lease_expires_at=now + _claim_lease())
+            transaction.on_commit(lambda: _enqueue(ids))
+    return ids
+
+
+def messages_requeue_lost(*, now: datetime) -> list[int]:
+    """Claimed rows whose task never ran (a broker restart lost it) are handed out again. A task
+    that was only slow finds the row no longer claimed and does nothing."""
+    with transaction.atomic():
+        ids = list(
+            Message.objects.select_for_update(skip_locked=True)
+            .filter(status=Status.CLAIMED, lease_expires_at__lt=now)
+            .values_list("id", flat=True)[: settings.REMINDER_TICK_BATCH]
+        )
+        if ids:
+            Message.objects.filter(id__in=ids).update(lease_expires_at=now + _claim_lease())
+            transaction.on_commit(lambda: _enqueue(ids))
+    return ids
+
+
+def messages_expire(*, now: datetime) -> int:
+    return Message.objects.filter(status__in=Message.PENDING, expires_at__lte=now).update(
+        status=Status.EXPIRED, reason="not sent before the session started", updated_at=now
+    )
+
+
+def messages_reconcile_stuck(*, now: datetime) -> int:
+    """Rows left in `sending` past their lease: find out from the provider whether they went."""
+    done = 0
+    with transaction.atomic():
+        stuck = list(
+            Message.objects.select_for_update(skip_locked=True).filter(status=Status.SENDING, lease_expires_at__lt=now)[
+                : settings.REMINDER_TICK_BATCH
+            ]
+        )
+        for message in stuck:
+            _reconcile(message, now)
+            done += 1
+    return done
+
+
+def message_send(*, message_id: int, now: datetime | None = None) -> str:
+    """Send one claimed message, once. Returns the status it ends the attempt in."""
+    prepared = _begin(message_id, now or timezone.now())
+    if isinstance(prepared, str):
+        return prepared
+    message, rendered = prepared
+    started = time.perf_counter()
+    try:
+        provider_id = _deliver(message, rendered)
+    except TransportError as exc:
+        outcome = _record_failure(message, exc, now or timezone.now())
+    else:
+        outcome = _record_sent(message, provider_id, now or timezone.now())
+    log.info(
+        "send message=%d channel=%s to=%s status=%s attempt=%d duration_ms=%.1f",
+        message.pk, message.channel, mask(message.recipient), outcome, message.attempts,
+        (time.perf_counter() - started) * 1000,
+    )  # fmt: skip
+    return outcome
+
+
+def message_record_status(*, message_id: int | None, provider_id: str, status: str, error_code: str = "") -> bool:
+    """A provider callback: move the status forward only. False when no such message is ours."""
+    wanted = _CALLBACK_STATUS.get(status)
+    ours = Q(provider_id=provider_id)
+    if message_id is not None:
+        # The callback can overtake the worker recording the SID: our id in its URL finds the row.
+        ours |= Q(pk=message_id, provider_id=None)
+    with transaction.atomic():
+        message = Message.objects.filter(ours).select_for_update().first()
+        if message is None:
+            return False
+        if wanted is None or _RANK[wanted] <= _RANK[message.status]:
+            return True
+        message.status = wanted
+        message.provider_id = provider_id
+        message.provider_error = error_code[:20]
+        fields = ["status", "provider_id", "provider_error", "updated_at"]
+        if wanted == Status.DELIVERED:
+            message.delivered_at = timezone.now()
+            fields.append("delivered_at")
+        message.save(update_fields=fields)
+        if wanted in (Status.UNDELIVERED, Status.FAILED):
+            _flag(message, StaffFlag.Kind.DELIVERY_FAILED, f"Text {wanted} (carrier code {error_code or 'none'}).")
+    return True
+
+
+def mask(recipient: str) -> str:
+    """A phone or address for logs: enough to tell two apart, not enough to contact anyone."""
+    if "@" in recipient:
+        name, _, domain = recipient.partition("@")
+        return f"{name[:1]}***@{domain}"
+    return f"{recipient[:3]}***{recipient[-2:]}" if len(recipient) > 5 else "***"
+
+
+# Ranks for "status only moves forward". A callback's sent can never undo a delivered.
+_RANK = {
+    Status.PLANNED: 0, Status.CLAIMED: 1, Status.SENDING: 2, Status.SENT: 3,
+    Status.DELIVERED: 4, Status.UNDELIVERED: 4, Status.FAILED: 4,
+    Status.CANCELLED: 4, Status.SKIPPED: 4, Status.EXPIRED: 4,
+}  # fmt: skip
+_CALLBACK_STATUS = {
+    "sent": Status.SENT,
+    "delivered": Status.DELIVERED,
+    "undelivered": Status.UNDELIVERED,
+    "failed": Status.FAILED,
+}
+
+
+def _begin(message_id: int, now: datetime) -> tuple[Message, Rendered] | str:
+    """Check, render and mark the row `sending` in one short transaction, before any I/O."""
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update(of=("self",))
+            .select_related("session__clinic", "session__series__protocol", "patient")
+            .filter(pk=message_id)
+            .first()
+        )
+        if message is None or message.status != Status.CLAIMED:
+            return "not claimed"
+        # The patient's row serialises their sends, so two workers cannot both pass the caps.
+        patient = Patient.objects.select_for_update().get(pk=message.patient_id)
+        refusal = _refusal(message, patient, now)
+        if refusal is not None:
+            status, reason = refusal
+            message.status, message.reason = status, reason
+            message.save(update_fields=["status", "reason", "updated_at"])
+            return status
+        token = links.link_create(session=message.session, message=message)
+        rendered = render(message, token=token)
+        if rendered is None:
+            message.status, message.reason = Status.FAILED, "the wording does not fit one text"
+            message.save(update_fields=["status", "reason", "updated_at"])
+            _flag(message, StaffFlag.Kind.SMS_REFUSED, "Message wording too long for one text: shorten it.")
+            return Status.FAILED
+        message.status = Status.SENDING
+        message.attempts += 1
+        message.recipient = patient.phone if message.channel == Channel.SMS else patient.email
+        message.body_redacted = links.redact(rendered.body)
+        message.sending_started_at = now
+        message.lease_expires_at = now + timedelta(seconds=settings.MESSAGE_SEND_LEASE_SECONDS)
+        message.save()
+    return message, rendered
+
+
+def _refusal(message: Message, patient: Patient, now: datetime) -> tuple[str, str] | None:
+    session: Session = message.session
+    if now >= message.expires_at:
+        return Status.EXPIRED, "not sent before the session started"
+    if message.purpose != Purpose.CANCELLED:
+        if session.status not in Session.UPCOMING:
+            return Status.CANCELLED, f"session {session.get_status_display().lower()}"
+        if session.version != message.session_version:
+            return Status.CANCELLED, "session moved"
+    if message.channel == Channel.EMAIL:
+        if not (patient.email_enabled and patient.email):
+            return Status.SKIPPED, "no email address to send to"
+        return None
+    return _sms_refusal(message, patient, now)
+
+
+def _sms_refusal(message: Message, patient: Patient, now: datetime) -> tuple[str, str] | None:
+    if patient.sms_opted_out_at is not None:
+        return Status.SKIPPED, "patient opted out of texts"
+    if not (patient.sms_enabled and patient.phone):
+        return Status.SKIPPED, "texts are off for this patient"
+    problem = ContactStatus.objects.filter(patient=patient, phone=patient.phone).exclude(sms_problem="").first()
+    if problem is not None:
+        return Status.SKIPPED, f"phone refused earlier: {problem.get_sms_problem_display().lower()}"
+    clinic = message.session.clinic
+    local = now.astimezone(patient.zone)
+    if not clinic.message_window_start <= local.time() < clinic.message_window_end:
+        return Status.SKIPPED, "quiet hours in the patient's time zone"
+    went_out = Message.objects.filter(patient=patient, channel=Channel.SMS, status__in=Message.WENT_OUT)
+    day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if went_out.filter(sending_started_at__gte=day_start).count() >= settings.SMS_DAILY_CAP:
+        return Status.SKIPPED, f"daily text limit ({settings.SMS_DAILY_CAP}) reached"
+    if went_out.filter(sending_started_at__gt=now - timedelta(days=7)).count() >= settings.SMS_WEEKLY_CAP:
+        return Status.SKIPPED, f"weekly text limit ({settings.SMS_WEEKLY_CAP}) reached"
+    return None
+
+
+def _deliver(message: Message, rendered: Rendered) -> str:
+    if message.channel == Channel.SMS:
+        callback = f"{settings.PUBLIC_BASE_URL.rstrip('/')}/twilio/sms/status/?m={message.pk}"
+        return sms_transport().send(
+            message_id=message.pk, to=message.recipient, body=rendered.body, status_callback=callback
+        )
+    return send_email(
+        to=message.recipient,
+        subject=rendered.subject,
+        text=rendered.body,
+        sender_name=message.session.clinic.sender_name,
+        invite=rendered.invite,
+    )
+
+
+def _record_sent(message: Message, provider_id: str, now: datetime) -> str:
+    moved = Message.objects.filter(pk=message.pk, status=Status.SENDING).update(
+        status=Status.SENT, provider_id=provider_id, sent_at=now, reason="", updated_at=now
+    )
+    if not moved:
+        # A status callback overtook us and already moved the row forward: keep its status.
+        Message.objects.filter(pk=message.pk, sent_at=None).update(sent_at=now, provider_id=provider_id)
+    return Status.SENT
+
+
+def _record_failure(message: Message, error: TransportError, now: datetime) -> str:
+    with transaction.atomic():
+        current = Message.objects.select_for_update().get(pk=message.pk)
+        if current.status != Status.SENDING:
+            return current.status
+        if error.uncertain:
+            # Leave it in `sending`: once its lease ends the tick checks the provider's log.
+            current.reason = str(error)
+            current.save(update_fields=["reason", "updated_at"])
+            return Status.SENDING
+        if error.permanent:
+            _fail_permanently(current, error, now)
+            return Status.FAILED
+        _retry_or_expire(current, str(error), now)
+        return current.status
+
+
+def _retry_or_expire(message: Message, reason: str, now: datetime) -> None:
+    retry_at = now + _backoff(message.attempts)
+    if retry_at >= message.expires_at:
+        message.status, message.reason = Status.EXPIRED, f"gave up after {message.attempts} attempts: {reason}"
+    else:
+        message.status, message.reason, message.due_at = Status.PLANNED, f"retrying: {reason}", retry_at
+    message.lease_expires_at = None
+    message.save(update_fields=["status", "reason", "due_at", "lease_expires_at", "updated_at"])
+
+
+def _backoff(attempts: int) -> timedelta:
+    """Exponential with full jitter: the n-th retry waits up to base × 2^(n-1), capped."""
+    ceiling = min(settings.MESSAGE_RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0), settings.MESSAGE_RETRY_MAX_SECONDS)
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+def _fail_permanently(message: Message, error: TransportError, now: datetime) -> None:
+    message.status, message.reason, message.provider_error = Status.FAILED, str(error), error.code
+    message.save(update_fields=["status", "reason", "provider_error", "updated_at"])
+    if message.channel != Channel.SMS:
+        _flag(message, StaffFlag.Kind.SMS_REFUSED, f"Email refused: {error}")
+        return
+    if error.code in ContactStatus.Problem.values:
+        ContactStatus.objects.update_or_create(
+            patient_id=message.patient_id,
+            defaults={"phone": message.recipient, "sms_problem": error.code, "sms_problem_at": now},
+        )
+    fallback = _email_fallback(message, now)
+    problem = ContactStatus.Problem(error.code).label if error.code in ContactStatus.Problem.values else str(error)
+    also = "; sent by email instead" if fallback else "; no email to fall back to"
+    _flag(message, StaffFlag.Kind.SMS_REFUSED, f"Text refused: {problem}{also}.")
+
+
+def _email_fallback(message: Message, now: datetime) -> Message | None:
+    patient = message.patient
+    if not (patient.email and patient.email_enabled):
+        return None
+    fallback, _ = Message.objects.get_or_create(
+        session_id=message.session_id,
+        purpose=message.purpose,
+        key=f"fallback-{message.pk}",
+        channel=Channel.EMAIL,
+        session_version=message.session_version,
+        defaults={
+            "patient": patient,
+            "rule": message.rule,
+            "due_at": now,
+            "expires_at": message.expires_at,
+            "recipient": patient.email,
+        },
+    )
+    return fallback
+
+
+def _reconcile(message: Message, now: datetime) -> None:
+    """Did the stuck send reach the provider? Found: sent. Not found: send again (or expire)."""
+    if message.channel == Channel.SMS:
+        try:
+            logged = sms_transport().sent_since(
+                message_id=message.pk, to=message.recipient, since=message.sending_started_at
+            )
+        except TransportError:
+            message.lease_expires_at = now + timedelta(seconds=settings.MESSAGE_SEND_LEASE_SECONDS)
+            message.save(update_fields=["lease_expires_at", "updated_at"])
+            return
+        ours = links.message_token_hashes(message=message)
+        for text in logged:
+            tokens = _LINK.findall(text.body)
+            if any(links.token_hash(t) in ours for t in tokens) or (not tokens and text.body == message.body_redacted):
+                message.status, message.provider_id, message.sent_at = Status.SENT, text.sid, now
+                message.reason = "found in the provider's log after an interrupted send"
+                message.save(update_fields=["status", "provider_id", "sent_at", "reason", "updated_at"])
+                return
+    # Not in the log (or email, which has no log to ask): it never went; try again.
+    message.status = Status.CLAIMED
+    message.reason = "interrupted send not found at the provider; sending again"
+    message.lease_expires_at = now + _claim_lease()
+    message.save(update_fields=["status", "reason", "lease_expires_at", "updated_at"])
+    transaction.on_commit(lambda: _enqueue([message.pk]))
+
+
+def _flag(message: Message, kind: str, detail: str) -> None:
+    StaffFlag.objects.create(
+        patient_id=message.patient_id, session_id=message.session_id, message=message, kind=kind, detail=detail[:300]
+    )
+
+
+def _claim_lease() -> timedelta:
+    return timedelta(seconds=settings.MESSAGE_CLAIM_LEASE_SECONDS)
+
+
+def _enqueue(ids: list[int]) -> None:
+    from .tasks import send_message
+
+    for message_id in ids:
+        send_message.delay(message_id)

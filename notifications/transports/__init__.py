@@ -1,0 +1,1 @@
+"""One transport per channel; only these modules know a provider's library."""

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("twilio/sms/status/", views.sms_status, name="twilio-sms-status"),
+]

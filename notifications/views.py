@@ -1,0 +1,41 @@
+"""Twilio's webhooks. Each request must carry a valid X-Twilio-Signature for the public URL."""
+
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from twilio.request_validator import RequestValidator
+
+from .sending import message_record_status
+
+log = logging.getLogger(__name__)
+
+
+def twilio_signature_valid(request: HttpRequest) -> bool:
+    """Checked against PUBLIC_BASE_URL, not the Host header: behind a proxy the request Django
+    sees is not the one Twilio signed, and a forged Host must not help a forger."""
+    if not settings.TWILIO_AUTH_TOKEN:
+        return False
+    url = settings.PUBLIC_BASE_URL.rstrip("/") + request.get_full_path()
+    signature = request.headers.get("X-Twilio-Signature", "")
+    return bool(signature) and RequestValidator(settings.TWILIO_AUTH_TOKEN).validate(url, request.POST, signature)
+
+
+@csrf_exempt  # Twilio cannot hold a CSRF token; the signature stands in for it.
+@require_POST
+def sms_status(request: HttpRequest) -> HttpResponse:
+    if not twilio_signature_valid(request):
+        log.warning("status callback refused: bad signature")
+        return HttpResponseForbidden("invalid signature")
+    raw_id = request.GET.get("m", "")
+    known = message_record_status(
+        message_id=int(raw_id) if raw_id.isdigit() and len(raw_id) < 18 else None,
+        provider_id=request.POST.get("MessageSid", "")[:64],
+        status=request.POST.get("MessageStatus", ""),
+        error_code=request.POST.get("ErrorCode", ""),
+    )
+    if not known:
+        log.info("status callback for an unknown message")
+    return HttpResponse(status=200)

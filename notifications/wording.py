@@ -1,0 +1,158 @@
+"""What messages say: built-in wording per purpose, channel and language, a clinic's own wording
+where it has some, and the checks that keep a text to one neutral GSM-7 segment.
+
+Texts name the clinic's neutral sender name, the date and time in the clinic's zone, how to
+confirm or reschedule, the patient link and how to stop — never the treatment. Dates are spelled
+here rather than through the C locale, which a worker may not have for Spanish.
+"""
+
+import string
+from dataclasses import dataclass
+from datetime import datetime
+
+from sessions.models import Session
+
+from .models import Channel, MessageTemplate, Purpose
+
+SMS_LIMIT = 160
+
+# GSM 03.38 basic set plus the extension characters (which take two septets each). Anything else
+# forces UCS-2, which drops a segment to 70 characters and doubles or triples the price of a text.
+_GSM_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
+    "abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM_EXTENDED = set("^{}\\[~]|€\f")
+
+# Words that reveal treatment or diagnosis: never in a text, a subject or an email's plain wording.
+CLINICAL_WORDS = (
+    "ketamine",
+    "infusion",
+    "depression",
+    "pain",
+    "ketamina",
+    "infusión",
+    "infusion",
+    "dolor",
+    "depresión",
+)
+
+PLACEHOLDERS = {"clinic", "date", "time", "link", "phone", "number", "count", "address", "visit"}
+
+_DAYS = {
+    "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
+    "es": ["lun", "mar", "mie", "jue", "vie", "sab", "dom"],
+}
+_MONTHS = {
+    "en": ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
+    "es": ["ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sep", "oct", "nov", "dic"],
+}
+
+_SMS = {
+    ("booked", "en"): "{clinic}: {count} visit(s) booked, first {date} {time}. Reply C to confirm, R to reschedule. "
+    "{link} STOP to end",
+    ("booked", "es"): "{clinic}: {count} cita(s), la primera {date} {time}. Responda C para confirmar, R para cambiar. "
+    "{link} STOP para salir",
+    ("reminder", "en"): "{clinic}: visit {date} {time}. Reply C to confirm, R to reschedule. {link} STOP to end",
+    (
+        "reminder",
+        "es",
+    ): "{clinic}: cita {date} {time}. Responda C para confirmar, R para cambiar. {link} STOP para salir",
+    (
+        "moved",
+        "en",
+    ): "{clinic}: your visit is now {date} {time}. Reply C to confirm, R to reschedule. {link} STOP to end",
+    ("moved", "es"): "{clinic}: su cita es ahora {date} {time}. Responda C para confirmar, R para cambiar. {link} "
+    "STOP para salir",
+    ("cancelled", "en"): "{clinic}: your visit {date} {time} is cancelled. Questions: {phone}. STOP to end",
+    ("cancelled", "es"): "{clinic}: su cita {date} {time} fue cancelada. Dudas: {phone}. STOP para salir",
+}
+
+_EMAIL_SUBJECT = {
+    ("booked", "en"): "Your visits at {clinic} are booked",
+    ("booked", "es"): "Sus citas en {clinic} estan reservadas",
+    ("reminder", "en"): "Your visit at {clinic} on {date}",
+    ("reminder", "es"): "Su cita en {clinic} el {date}",
+    ("moved", "en"): "Your visit at {clinic} has moved to {date}",
+    ("moved", "es"): "Su cita en {clinic} cambio al {date}",
+    ("cancelled", "en"): "Your visit at {clinic} on {date} is cancelled",
+    ("cancelled", "es"): "Su cita en {clinic} del {date} fue cancelada",
+}
+
+_EMAIL_BODY = {
+    "en": "Hello,\n\n{intro}\n\nWhen: {date} at {time}\nWhere: {address}\nVisit {number} of {count}.\n\n"
+    "Confirm or reschedule: {link}\nQuestions: call us at {phone}.\n\n{clinic}",
+    "es": "Hola:\n\n{intro}\n\nCuando: {date} a las {time}\nDonde: {address}\nCita {number} de {count}.\n\n"
+    "Confirmar o cambiar: {link}\nDudas: llamenos al {phone}.\n\n{clinic}",
+}
+_EMAIL_INTRO = {
+    ("booked", "en"): "Your visits are booked. Here is the first one.",
+    ("booked", "es"): "Sus citas estan reservadas. Esta es la primera.",
+    ("reminder", "en"): "This is a reminder of your upcoming visit.",
+    ("reminder", "es"): "Le recordamos su proxima cita.",
+    ("moved", "en"): "Your visit has a new time.",
+    ("moved", "es"): "Su cita tiene un nuevo horario.",
+    ("cancelled", "en"): "Your visit has been cancelled. Call us to book a new time.",
+    ("cancelled", "es"): "Su cita fue cancelada. Llamenos para reservar otra.",
+}
+
+
+@dataclass(frozen=True)
+class Wording:
+    subject: str
+    body: str
+
+
+def is_gsm7(text: str) -> bool:
+    return all(ch in _GSM_BASIC or ch in _GSM_EXTENDED for ch in text)
+
+
+def gsm7_length(text: str) -> int:
+    return sum(2 if ch in _GSM_EXTENDED else 1 for ch in text)
+
+
+def fits_one_segment(text: str) -> bool:
+    return is_gsm7(text) and gsm7_length(text) <= SMS_LIMIT
+
+
+def clinical_words_in(text: str) -> list[str]:
+    lowered = text.lower()
+    return [word for word in CLINICAL_WORDS if word in lowered]
+
+
+def placeholders_in(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+
+
+def default_wording(purpose: str, channel: str, language: str) -> Wording:
+    if channel == Channel.SMS:
+        return Wording("", _SMS[(purpose, language)])
+    intro = _EMAIL_INTRO[(purpose, language)]
+    return Wording(_EMAIL_SUBJECT[(purpose, language)], _EMAIL_BODY[language].replace("{intro}", intro))
+
+
+def wording_for(session: Session, purpose: str, channel: str, language: str) -> Wording:
+    own = MessageTemplate.objects.filter(
+        clinic_id=session.clinic_id, purpose=purpose, channel=channel, language=language
+    ).first()
+    return Wording(own.subject, own.body) if own else default_wording(purpose, channel, language)
+
+
+def local_date_text(moment: datetime, language: str) -> str:
+    return f"{_DAYS[language][moment.weekday()]} {moment.day} {_MONTHS[language][moment.month - 1]}"
+
+
+def local_time_text(moment: datetime, language: str) -> str:
+    if language == "en":
+        hour = moment.hour % 12 or 12
+        return f"{hour}:{moment.minute:02d}{'am' if moment.hour < 12 else 'pm'}"
+    return f"{moment.hour}:{moment.minute:02d}"
+
+
+def fill(text: str, values: dict[str, str]) -> str:
+    """Fill the known placeholders; a template may use only those (checked when it is saved)."""
+    return string.Formatter().vformat(text, (), values)
+
+
+def purposes() -> list[str]:
+    return [p.value for p in Purpose]
