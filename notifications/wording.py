@@ -49,10 +49,9 @@ _MONTHS = {
 }
 
 _SMS = {
-    ("booked", "en"): "{clinic}: {count} visit(s) booked, first {date} {time}. Reply C to confirm, R to reschedule. "
-    "{link} STOP to end",
-    ("booked", "es"): "{clinic}: {count} cita(s), la primera {date} {time}. Responda C para confirmar, R para cambiar. "
-    "{link} STOP para salir",
+    ("booked", "en"): "{clinic}: visit booked {date} {time}. Reply C to confirm, R to reschedule. {link} STOP to end",
+    ("booked", "es"): "{clinic}: cita reservada {date} {time}. Responda C para confirmar, R para cambiar. {link} "
+    "STOP para salir",
     ("reminder", "en"): "{clinic}: visit {date} {time}. Reply C to confirm, R to reschedule. {link} STOP to end",
     (
         "reminder",

@@ -19,15 +19,13 @@ def clinic_make(
     **fields,
 ) -> Clinic:
     n = next(_serial)
-    clinic = Clinic.objects.create(
-        name=fields.pop("name", f"Clinic {n}"),
-        time_zone=time_zone,
+    values = dict(
+        name=f"Clinic {n}",
         phone="+16025550100",
         address="1 Main St",
         sender_name="Desert Wellness",
-        turnover_buffer_minutes=buffer_minutes,
-        **fields,
     )
+    clinic = Clinic.objects.create(time_zone=time_zone, turnover_buffer_minutes=buffer_minutes, **{**values, **fields})
     for weekday in weekdays:
         OpeningHours.objects.create(clinic=clinic, weekday=weekday, opens=opens, closes=closes)
     for number in range(1, chairs + 1):

@@ -191,4 +191,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    # The library logs every request's URL and headers at INFO: noise, and phone numbers.
+    "loggers": {"twilio": {"level": "WARNING"}},
 }
