@@ -38,22 +38,32 @@ def messages_plan_booking(*, sessions: Iterable[Session], now: datetime | None =
     now = now or timezone.now()
     first = sessions[0]
     planned = _notice(first, Purpose.BOOKED, now)
+    # One series, one clinic and protocol: the same rules for every session, read once.
+    rules = rules_for(first)
     for session in sessions:
-        planned += _reminders(session, now)
+        planned += _reminders(session, now, rules=rules)
     return _save(planned)
 
 
 def messages_plan_move(*, session: Session, now: datetime | None = None) -> list[Message]:
-    """Withdraw what was pending for the old time; a notice now and reminders for the new time."""
+    """Withdraw what was pending for the old time; a notice now and reminders for the new time.
+
+    A patient whose booking confirmation had not gone out yet gets that, for the new time,
+    rather than news of a move from a time they never heard of.
+    """
     now = now or timezone.now()
+    unconfirmed = _booking_unsent(session)
     messages_withdraw(session=session, reason="session moved", now=now)
-    return _save(_notice(session, Purpose.MOVED, now) + _reminders(session, now))
+    notice = Purpose.BOOKED if unconfirmed else Purpose.MOVED
+    return _save(_notice(session, notice, now) + _reminders(session, now))
 
 
 def messages_plan_cancellation(*, session: Session, now: datetime | None = None) -> list[Message]:
+    """Withdraw what was pending; tell the patient, unless they were never told of the session."""
     now = now or timezone.now()
+    told = Message.objects.filter(session=session, status__in=Message.WENT_OUT).exists()
     messages_withdraw(session=session, reason="session cancelled", now=now)
-    return _save(_notice(session, Purpose.CANCELLED, now))
+    return _save(_notice(session, Purpose.CANCELLED, now)) if told else []
 
 
 def messages_withdraw(*, session: Session, reason: str, now: datetime | None = None) -> int:
@@ -62,6 +72,10 @@ def messages_withdraw(*, session: Session, reason: str, now: datetime | None = N
     return Message.objects.filter(session=session, status__in=Message.PENDING).update(
         status=Message.Status.CANCELLED, reason=reason, updated_at=now or timezone.now()
     )
+
+
+def _booking_unsent(session: Session) -> bool:
+    return Message.objects.filter(session=session, purpose=Purpose.BOOKED, status__in=Message.PENDING).exists()
 
 
 def rules_for(session: Session) -> list[ReminderRule]:
@@ -109,11 +123,11 @@ def _notice(session: Session, purpose: str, now: datetime) -> list[Message]:
     return rows
 
 
-def _reminders(session: Session, now: datetime) -> list[Message]:
+def _reminders(session: Session, now: datetime, *, rules: list[ReminderRule] | None = None) -> list[Message]:
     patient = session.patient
     channels = channels_for(patient)
     rows = []
-    for rule in rules_for(session):
+    for rule in rules if rules is not None else rules_for(session):
         if rule.channel not in channels:
             continue
         due = session.starts_at - timedelta(minutes=rule.offset_minutes)

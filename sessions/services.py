@@ -261,6 +261,9 @@ def _plan_explicit(
 def _plan_auto(
     calendar: ClinicCalendar, protocol: Protocol, first_start: datetime, chair: Chair | None, length: timedelta
 ) -> list[PlannedSession]:
+    # The series most often takes the earliest day each gap allows: load those days in one query.
+    first_day = local_date(first_start, calendar.zone)
+    calendar.load(first_day + timedelta(days=n * protocol.min_gap_days) for n in range(protocol.session_count))
     slot, conflict = _slot_at(calendar, first_start, length, chair, None)
     if conflict is not None or slot is None:
         return [PlannedSession(1, None, conflict.for_session(1) if conflict else None)]
@@ -303,7 +306,7 @@ def _place_next(
     assert previous is not None
     first_day = local_date(previous.starts_at, calendar.zone)
     days = [first_day + timedelta(days=gap) for gap in range(protocol.min_gap_days, protocol.max_gap_days + 1)]
-    calendar.load(days)
+    # Days past the first are read only when the earlier ones are full (ClinicCalendar loads lazily).
     refusals = []
     for day in days:
         usual = wall_clock(day, time_of_day, calendar.zone)

@@ -248,6 +248,9 @@ class FakeTwilio:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        # Seconds each create waits *after* the message is accepted: a slow answer, so that a
+        # client killed meanwhile leaves a text Twilio has but its sender never recorded.
+        self.latency = 0.0
 
     # lifecycle
 
@@ -484,6 +487,8 @@ class FakeTwilio:
             answered = None if answer.hang is not None else answer.status
             self._received.append(replace(request, answered=answered, sid=message.sid if message else None))
             self._lock.notify_all()
+        if self.latency:
+            self._stopping.wait(self.latency)
         return answer
 
     def _next_step(self, to: str) -> Accept | ErrorReply | Hang:

@@ -85,17 +85,38 @@ def test_moving_withdraws_the_old_reminders_and_plans_new_ones(booked, now):
     assert set(old.values_list("status", "reason")) == {(Status.CANCELLED, "session moved")}
     new = Message.objects.filter(session=session, session_version=2, purpose=Purpose.REMINDER)
     assert sorted(m.due_at for m in new) == [moved.starts_at - timedelta(hours=h) for h in (72, 24, 2)]
-    assert Message.objects.filter(session=session, session_version=2, purpose=Purpose.MOVED).count() == 2
+    # The booking confirmation had not gone out: it goes now, for the new time, instead of a move notice.
+    notices = Message.objects.filter(session=session, session_version=2).exclude(purpose=Purpose.REMINDER)
+    assert set(notices.values_list("purpose", "channel")) == {(Purpose.BOOKED, "sms"), (Purpose.BOOKED, "email")}
+
+
+def test_a_patient_who_was_told_of_the_booking_hears_of_the_move(booked, now):
+    clinic, session = booked
+    Message.objects.filter(session=session, purpose=Purpose.BOOKED).update(status=Status.SENT)
+
+    session_reschedule(session=session, starts_at=datetime(2026, 1, 10, 13), now=now)
+
+    notices = Message.objects.filter(session=session, session_version=2).exclude(purpose=Purpose.REMINDER)
+    assert set(notices.values_list("purpose", flat=True)) == {Purpose.MOVED}
 
 
 def test_cancelling_withdraws_reminders_and_plans_a_notice(booked, now):
     clinic, session = booked
+    Message.objects.filter(session=session, purpose=Purpose.BOOKED).update(status=Status.SENT)
 
     session_cancel(session=session, reason="patient asked", now=now)
 
     pending = Message.objects.filter(session=session, status__in=Message.PENDING)
     assert set(pending.values_list("purpose", flat=True)) == {Purpose.CANCELLED}
     assert Message.objects.filter(session=session, purpose=Purpose.REMINDER, status=Status.PLANNED).count() == 0
+
+
+def test_cancelling_before_anything_went_out_sends_nothing(booked, now):
+    clinic, session = booked
+
+    session_cancel(session=session, reason="booked by mistake", now=now)
+
+    assert not Message.objects.filter(session=session, status__in=Message.PENDING).exists()
 
 
 def test_a_reminder_due_in_quiet_hours_goes_at_the_last_allowed_moment_before(db):
@@ -136,7 +157,8 @@ def test_shifted_reminders_land_inside_the_window_and_never_after_they_were_due(
     if shifted != due:
         close = (shifted + QUIET_MARGIN).astimezone(_NEW_YORK)
         assert close.time() == time(20)
-        assert due - (shifted + QUIET_MARGIN) < timedelta(hours=13, minutes=1)  # only quiet hours between
+        # Only quiet hours between: 13 hours, 14 on the night the clocks go back.
+        assert due - (shifted + QUIET_MARGIN) < timedelta(hours=14, minutes=1)
 
 
 @settings(max_examples=200, deadline=None)
@@ -146,4 +168,4 @@ def test_notices_in_quiet_hours_wait_for_the_morning(moment):
 
     assert shifted >= moment
     assert time(9) <= shifted.astimezone(_NEW_YORK).time() < time(20)
-    assert shifted - moment < timedelta(hours=13, minutes=1)
+    assert shifted - moment < timedelta(hours=14, minutes=1)
