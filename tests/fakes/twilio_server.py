@@ -13,6 +13,7 @@ import json
 import math
 import re
 import secrets
+import sys
 import threading
 import urllib.error
 import urllib.parse
@@ -651,6 +652,12 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, fake: FakeTwilio) -> None:
         self.fake = fake
         super().__init__(address, handler)
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        # A client that hung up before its answer (a killed worker, a client timeout) is expected.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

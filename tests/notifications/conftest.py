@@ -1,10 +1,16 @@
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.fakes import FakeTwilio, SmtpSink
+from sessions.models import Clinic, OpeningHours
+from tests.factories import clinic_make
+from tests.fakes import FakeMessage, FakeTwilio, SmtpSink
+from tests.processes import CeleryProcess, RedisServer, celery_env
 
 FROM_NUMBER = "+16025550199"
+TICK = 1.0
 
 
 @pytest.fixture
@@ -35,3 +41,45 @@ def smtp(settings) -> Iterator[SmtpSink]:
 def _no_broker_kick(settings) -> None:
     # Unit tests call the tick and the send directly; a real worker is started where the path matters.
     settings.REMINDER_KICK_ON_BOOKING = False
+
+
+@pytest.fixture
+def redis(tmp_path) -> Iterator[RedisServer]:
+    """A Redis of the test's own: free to stop and restart."""
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def processes(tmp_path, redis, twilio, smtp) -> Iterator[Callable[..., CeleryProcess]]:
+    """Starts `celery worker` / `celery beat` processes on the test database; stops them all after."""
+    started: list[CeleryProcess] = []
+
+    def start(kind: str, *extra: str, **env: str) -> CeleryProcess:
+        process = CeleryProcess(
+            kind,
+            celery_env(redis_url=redis.url, twilio=twilio, smtp=smtp, tick_seconds=TICK, **env),
+            tmp_path / f"{kind}-{len(started)}.log",
+            *extra,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def message_id(text: FakeMessage) -> int:
+    """Our message id, from the StatusCallback URL the text was sent with."""
+    return int(parse_qs(urlsplit(text.status_callback or "").query)["m"][0])
+
+
+def always_open_clinic(chairs: int = 4, **fields) -> Clinic:
+    """Open and allowed to text around the clock, so a test with real clocks passes at any hour."""
+    clinic = clinic_make(chairs=chairs, message_window_start=datetime.min.time(), **fields)
+    clinic.message_window_end = datetime.max.time().replace(microsecond=0)
+    clinic.save()
+    OpeningHours.objects.filter(clinic=clinic).update(opens="00:00", closes="23:59")
+    return clinic

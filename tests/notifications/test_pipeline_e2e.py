@@ -3,64 +3,22 @@ a Redis of the test's own, the official twilio client against the fake Twilio, S
 
 import time
 from datetime import datetime, timedelta
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
 from notifications.models import Message, ReminderRule
-from sessions.models import OpeningHours
 from sessions.services import series_book, session_cancel, session_reschedule
-from tests.factories import clinic_make, patient_make, protocol_make
-from tests.processes import CeleryProcess, RedisServer, celery_env, wait_until
+from tests.factories import patient_make, protocol_make
+from tests.notifications.conftest import TICK, always_open_clinic, message_id
+from tests.processes import wait_until
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="worker processes share the PostgreSQL test database"),
 ]
-
-TICK = 1.0
-
-
-@pytest.fixture
-def redis(tmp_path):
-    server = RedisServer(tmp_path).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def processes(tmp_path, redis, twilio, smtp):
-    started: list[CeleryProcess] = []
-
-    def start(kind: str, *extra: str, **env: str) -> CeleryProcess:
-        process = CeleryProcess(
-            kind,
-            celery_env(redis_url=redis.url, twilio=twilio, smtp=smtp, tick_seconds=TICK, **env),
-            tmp_path / f"{kind}-{len(started)}.log",
-            *extra,
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
-
-
-def message_id(text) -> int:
-    return int(parse_qs(urlsplit(text.status_callback).query)["m"][0])
-
-
-def always_open_clinic(**fields):
-    """Open and allowed to text around the clock, so the test passes whatever the hour."""
-    clinic = clinic_make(chairs=4, message_window_start=datetime.min.time(), **fields)
-    clinic.message_window_end = datetime.max.time().replace(microsecond=0)
-    clinic.save()
-    OpeningHours.objects.filter(clinic=clinic).update(opens="00:00", closes="23:59")
-    return clinic
 
 
 def clock_text(moment: datetime, zone) -> str:
