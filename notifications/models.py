@@ -8,6 +8,7 @@ runs twice cannot plan a message twice.
 """
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
@@ -65,7 +66,11 @@ class MessageTemplate(models.Model):
     channel = models.CharField(max_length=5, choices=Channel.choices)
     language = models.CharField(max_length=2, choices=Language.choices)
     subject = models.CharField(max_length=120, blank=True, help_text="Email only.")
-    body = models.TextField(max_length=4000)
+    body = models.TextField(
+        max_length=4000,
+        help_text="Placeholders: {clinic} {date} {time} {link} {phone} {address} {number} {count} {visit}. "
+        "A text must fit one GSM-7 segment and carry {link} and STOP.",
+    )
 
     class Meta:
         constraints = [
@@ -74,6 +79,13 @@ class MessageTemplate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_purpose_display()} {self.channel} {self.language}"
+
+    def clean(self) -> None:
+        from .wording import template_problems
+
+        problems = template_problems(self)
+        if problems:
+            raise ValidationError(problems)
 
 
 class Message(models.Model):

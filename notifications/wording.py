@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sessions.models import Session
+from sessions.validators import clinical_words_in
 
 from .models import Channel, MessageTemplate, Purpose
 
@@ -23,19 +24,6 @@ _GSM_BASIC = set(
     "abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 _GSM_EXTENDED = set("^{}\\[~]|€\f")
-
-# Words that reveal treatment or diagnosis: never in a text, a subject or an email's plain wording.
-CLINICAL_WORDS = (
-    "ketamine",
-    "infusion",
-    "depression",
-    "pain",
-    "ketamina",
-    "infusión",
-    "infusion",
-    "dolor",
-    "depresión",
-)
 
 PLACEHOLDERS = {"clinic", "date", "time", "link", "phone", "number", "count", "address", "visit"}
 
@@ -114,13 +102,63 @@ def fits_one_segment(text: str) -> bool:
     return is_gsm7(text) and gsm7_length(text) <= SMS_LIMIT
 
 
-def clinical_words_in(text: str) -> list[str]:
-    lowered = text.lower()
-    return [word for word in CLINICAL_WORDS if word in lowered]
-
-
 def placeholders_in(text: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+
+
+def template_problems(template: MessageTemplate) -> dict[str, str]:
+    """What is wrong with a clinic's wording, by field: unknown placeholders, clinical words, and
+    for a text, room for the link and one GSM-7 segment with the clinic's own name."""
+    problems: dict[str, str] = {}
+    for field in ("subject", "body"):
+        text = getattr(template, field)
+        try:
+            unknown = placeholders_in(text) - PLACEHOLDERS
+        except ValueError:
+            problems[field] = "Unbalanced braces: write placeholders as {clinic}, {date}, {time}, {link}…"
+            continue
+        if unknown:
+            problems[field] = (
+                f"Unknown placeholder(s): {', '.join(sorted(unknown))}. Known: {', '.join(sorted(PLACEHOLDERS))}."
+            )
+        elif words := clinical_words_in(text):
+            problems[field] = f"Texts must not name the treatment or a diagnosis: remove {', '.join(words)}."
+    if template.channel == Channel.SMS and "body" not in problems:
+        problems.update(_sms_problems(template))
+    return problems
+
+
+def _sms_problems(template: MessageTemplate) -> dict[str, str]:
+    needed = {"link"} if template.purpose != Purpose.CANCELLED else set()
+    missing = needed - placeholders_in(template.body)
+    if missing or "STOP" not in template.body:
+        return {"body": "A text must carry the patient link ({link}) and say how to stop (STOP)."}
+    sample = fill(template.body, _longest_values(template))
+    if not is_gsm7(sample):
+        return {"body": "Use only GSM-7 characters (no emoji or curly quotes): others cut a text to 70 characters."}
+    if gsm7_length(sample) > SMS_LIMIT:
+        return {
+            "body": f"With the longest date, time and link this text is {gsm7_length(sample)} characters; "
+            f"one text holds {SMS_LIMIT}."
+        }
+    return {}
+
+
+def _longest_values(template: MessageTemplate) -> dict[str, str]:
+    from django.conf import settings
+
+    clinic = template.clinic
+    return {
+        "clinic": clinic.sender_name,
+        "date": "Wed 30 Sep" if template.language == "en" else "mie 30 sep",
+        "time": "12:45pm" if template.language == "en" else "12:45",
+        "link": f"{settings.PUBLIC_BASE_URL.rstrip('/')}/r/{'x' * 12}",
+        "phone": clinic.phone,
+        "address": clinic.address,
+        "number": "12",
+        "count": "12",
+        "visit": "visit",
+    }
 
 
 def default_wording(purpose: str, channel: str, language: str) -> Wording:

@@ -13,7 +13,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
-from .validators import validate_e164, validate_time_zone
+from .validators import validate_e164, validate_neutral, validate_time_zone
 
 
 class Weekday(models.IntegerChoices):
@@ -37,7 +37,7 @@ class Clinic(models.Model):
     phone = models.CharField(max_length=16, validators=[validate_e164])
     address = models.CharField(max_length=300)
     # What patients see as the sender: it must not reveal the treatment.
-    sender_name = models.CharField(max_length=40)
+    sender_name = models.CharField(max_length=40, validators=[validate_neutral])
     message_window_start = models.TimeField(default=time(9), help_text="No texts before this, patient's time.")
     message_window_end = models.TimeField(default=time(20), help_text="No texts after this, patient's time.")
     turnover_buffer_minutes = models.PositiveSmallIntegerField(default=15, validators=[MaxValueValidator(240)])
@@ -155,7 +155,9 @@ class Protocol(models.Model):
 
     clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="protocols")
     name = models.CharField(max_length=120)
-    patient_name = models.CharField(max_length=60, help_text="Neutral name shown to patients, e.g. 'Wellness visit'.")
+    patient_name = models.CharField(
+        max_length=60, validators=[validate_neutral], help_text="Neutral name shown to patients, e.g. 'Wellness visit'."
+    )
     session_count = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(52)])
     chair_minutes = models.PositiveSmallIntegerField(
         validators=[MinValueValidator(5), MaxValueValidator(720)], help_text="Pre-assessment + treatment + recovery."

@@ -21,3 +21,21 @@ def validate_e164(value: str) -> None:
         raise ValidationError(_E164_HINT) from exc
     if not phonenumbers.is_valid_number(parsed):
         raise ValidationError(f"{value} is not a valid phone number.")
+
+
+# Words that would tell a reader of a patient's phone what the visit is for. Names patients see
+# (a clinic's sender name, a protocol's patient-facing name) and every text must avoid them.
+CLINICAL_WORDS = (
+    "ketamine", "ketamina", "infusion", "infusión", "depression", "depresión", "pain", "dolor", "crps",
+    "esketamine", "spravato", "psychiatr", "anesthe",
+)  # fmt: skip
+
+
+def clinical_words_in(text: str) -> list[str]:
+    lowered = text.lower()
+    return [word for word in CLINICAL_WORDS if word in lowered]
+
+
+def validate_neutral(value: str) -> None:
+    if found := clinical_words_in(value):
+        raise ValidationError(f"Patients' phones show this: it must not name the treatment ({', '.join(found)}).")
