@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from .models import (
+    AuditEvent,
     Chair,
     Clinic,
     ClosedDate,
@@ -114,3 +115,11 @@ class SessionAdmin(ReadOnlyAdmin):
     list_select_related = ["patient", "chair", "clinic"]
     date_hierarchy = "starts_at"
     inlines = [SessionMoveInline]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "patient", "action", "via", "actor", "detail"]
+    list_filter = ["action", "via"]
+    list_select_related = ["patient", "actor"]
+    date_hierarchy = "at"

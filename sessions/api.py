@@ -100,7 +100,7 @@ class SeriesViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             complete = len(plan) == booking["protocol"].session_count
             body = {"bookable": complete and all(p.conflict is None for p in plan), "sessions": plan}
             return Response(SeriesPreviewSerializer(body).data)
-        series = services.series_book(**booking, actor=request.user)
+        series = services.series_book(**booking, actor=request.user, via=Session.Channel.API)
         return Response(SeriesSerializer(self.get_queryset().get(pk=series.pk)).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=CancelSerializer, responses={200: SeriesSerializer})
@@ -109,7 +109,8 @@ class SeriesViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         """Cancel every session still to come."""
         form = CancelSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        services.series_cancel(series=self.get_object(), reason=form.validated_data["reason"], actor=request.user)
+        reason = form.validated_data["reason"]
+        services.series_cancel(series=self.get_object(), reason=reason, via=Session.Channel.API, actor=request.user)
         return Response(SeriesSerializer(self.get_queryset().get(pk=pk)).data)
 
 
@@ -168,7 +169,9 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def confirm(self, request: Request, pk: str) -> Response:
         form = ConfirmSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        services.session_confirm(session=self.get_object(), via=Session.Channel.API, **form.validated_data)
+        services.session_confirm(
+            session=self.get_object(), via=Session.Channel.API, actor=request.user, **form.validated_data
+        )
         return self._answer(pk)
 
     @extend_schema(request=MarkSerializer, responses={200: SessionSerializer, 409: CONFLICT})

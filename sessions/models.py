@@ -333,3 +333,25 @@ class SessionMove(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_starts_at:%Y-%m-%d %H:%M} → {self.to_starts_at:%Y-%m-%d %H:%M} UTC"
+
+
+class AuditEvent(models.Model):
+    """Who changed what, when and through which channel: staff, API, a patient's text or link."""
+
+    at = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    via = models.CharField(max_length=8, choices=Session.Channel.choices)
+    action = models.CharField(max_length=40)
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="audit_events")
+    series = models.ForeignKey(Series, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events")
+    session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events")
+    detail = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["patient", "-at"], name="audit_patient_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.action} via {self.via}"

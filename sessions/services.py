@@ -18,7 +18,7 @@ from django.utils import timezone
 from . import signals
 from .calendar import BookingConflict, ClinicCalendar, Slot, series_gap_conflict
 from .clock import LocalTimeError, local_date, to_utc, wall_clock
-from .models import Chair, Clinic, Patient, Protocol, Series, Session, SessionMove
+from .models import AuditEvent, Chair, Clinic, Patient, Protocol, Series, Session, SessionMove
 from .selectors import session_neighbours
 
 _CONSTRAINT_CONFLICTS = {
@@ -71,6 +71,7 @@ def series_book(
     first_start: datetime | None = None,
     chair: Chair | None = None,
     actor=None,
+    via: str = Session.Channel.STAFF,
     now: datetime | None = None,
 ) -> Series:
     """Book the whole series or nothing (rule 6); the conflict names the first rule broken."""
@@ -99,6 +100,9 @@ def series_book(
             for p in plan
             if p.slot is not None
         )
+        first = _clinic_time(sessions[0].starts_at, protocol.clinic)
+        detail = f"{protocol.name}: {len(sessions)} session(s) from {first}"
+        audit_record(patient=patient.pk, series=series, action="booked", via=via, actor=actor, at=now, detail=detail)
         signals.sessions_booked.send(sender=Session, sessions=sessions, now=now)
     return series
 
@@ -168,15 +172,11 @@ def session_confirm(
             session.confirmed_at = now
             session.confirmed_via = via
             session.status_changed_at = now
-        session.save(
-            update_fields=[
-                "status",
-                "confirmed_at",
-                "confirmed_via",
-                "driver_confirmed",
-                "status_changed_at",
-                "updated_at",
-            ]
+        fields = ["status", "confirmed_at", "confirmed_via", "driver_confirmed", "status_changed_at", "updated_at"]
+        session.save(update_fields=fields)
+        detail = "with a driver" if session.driver_confirmed else ""
+        audit_record(
+            patient=session.patient_id, session=session, action="confirmed", via=via, actor=actor, at=now, detail=detail
         )
         if previous != session.status:
             signals.session_status_changed.send(sender=Session, session=session, previous_status=previous, now=now)
@@ -190,7 +190,10 @@ def session_cancel(
         session = Session.objects.select_for_update().get(pk=session.pk)
         _require_upcoming(session, "cancelled")
         session.cancellation_reason = reason
-        _set_status(session, Session.Status.CANCELLED, now or timezone.now(), extra=["cancellation_reason"])
+        _set_status(
+            session, Session.Status.CANCELLED, now or timezone.now(), via=via, actor=actor, detail=reason,
+            extra=["cancellation_reason"],
+        )  # fmt: skip
         _series_refresh_status(session.series_id)
     return session
 
@@ -220,7 +223,7 @@ def session_mark(*, session: Session, status: str, actor=None, now: datetime | N
             )
         if needs_start and now < session.starts_at:
             raise BookingConflict("invalid_status", "The session has not started yet.", session_number=session.number)
-        _set_status(session, status, now)
+        _set_status(session, status, now, via=Session.Channel.STAFF, actor=actor)
         _series_refresh_status(session.series_id)
     return session
 
@@ -234,7 +237,15 @@ def series_cancel(
         series = Series.objects.select_for_update().get(pk=series.pk)
         for session in Session.objects.select_for_update().filter(series=series, status__in=Session.UPCOMING):
             session.cancellation_reason = reason
-            _set_status(session, Session.Status.CANCELLED, now, extra=["cancellation_reason"])
+            _set_status(
+                session,
+                Session.Status.CANCELLED,
+                now,
+                via=via,
+                actor=actor,
+                detail=reason,
+                extra=["cancellation_reason"],
+            )
         series.status = Series.Status.CANCELLED
         series.save(update_fields=["status"])
     return series
@@ -390,16 +401,47 @@ def _move(session: Session, slot: Slot, clinic: Clinic, *, reason: str, via: str
     session.confirmed_via = ""
     session.driver_confirmed = False
     session.save()
+    audit_record(
+        patient=session.patient_id, session=session, action="moved", via=via, actor=actor, at=now,
+        detail=f"from {_clinic_time(previous_start, clinic)} to {_clinic_time(slot.starts_at, clinic)}"
+        + (f": {reason}" if reason else ""),
+    )  # fmt: skip
     signals.session_moved.send(sender=Session, session=session, previous_starts_at=previous_start, now=now)
     return session
 
 
-def _set_status(session: Session, status: str, now: datetime, extra: Sequence[str] = ()) -> None:
+def _set_status(
+    session: Session, status: str, now: datetime, *, via: str, actor, detail: str = "", extra: Sequence[str] = ()
+) -> None:
     previous = session.status
     session.status = status
     session.status_changed_at = now
     session.save(update_fields=["status", "status_changed_at", "updated_at", *extra])
+    audit_record(
+        patient=session.patient_id, session=session, action=status, via=via, actor=actor, at=now, detail=detail
+    )
     signals.session_status_changed.send(sender=Session, session=session, previous_status=previous, now=now)
+
+
+def audit_record(
+    *, patient: int, action: str, via: str, actor=None, at: datetime, session: Session | None = None,
+    series: Series | None = None, detail: str = "",
+) -> AuditEvent:  # fmt: skip
+    """One line of the audit trail. Staff actions carry the user; a patient's, the channel."""
+    return AuditEvent.objects.create(
+        patient_id=patient,
+        session=session,
+        series=series or (session.series if session else None),
+        action=action,
+        via=via,
+        actor=actor if getattr(actor, "is_authenticated", False) else None,
+        at=at,
+        detail=detail[:300],
+    )
+
+
+def _clinic_time(moment: datetime, clinic: Clinic) -> str:
+    return f"{moment.astimezone(clinic.zone):%a %d %b %Y %H:%M}"
 
 
 def _series_refresh_status(series_id: int) -> None:
