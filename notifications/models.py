@@ -178,6 +178,7 @@ class StaffFlag(models.Model):
         SMS_REFUSED = "sms_refused", "Text refused by the provider"
         DELIVERY_FAILED = "delivery_failed", "Text not delivered"
         SEND_UNCERTAIN = "send_uncertain", "Send outcome under review"
+        CANCEL_WORD = "cancel_word", "Replied CANCEL"
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="staff_flags")
     session = models.ForeignKey(Session, on_delete=models.CASCADE, null=True, blank=True, related_name="staff_flags")
@@ -224,3 +225,44 @@ class OutboxText(models.Model):
 
     def __str__(self) -> str:
         return f"to {self.to} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class InboundSms(models.Model):
+    """A patient's text to us, stored once per Twilio MessageSid before anything acts on it."""
+
+    class Command(models.TextChoices):
+        CONFIRM = "confirm", "Confirm"
+        RESCHEDULE = "reschedule", "Reschedule"
+        OPT_OUT = "opt_out", "Opt out"
+        OPT_IN = "opt_in", "Opt in"
+        HELP = "help", "Help"
+        OTHER = "other", "Needs a person"
+
+    sid = models.CharField(max_length=64, unique=True)
+    from_number = models.CharField(max_length=32)
+    to_number = models.CharField(max_length=32, blank=True)
+    body = models.TextField(max_length=1600, blank=True)
+    received_at = models.DateTimeField()
+    command = models.CharField(max_length=10, choices=Command.choices)
+    patient = models.ForeignKey(Patient, on_delete=models.SET_NULL, null=True, blank=True, related_name="inbound_texts")
+    session = models.ForeignKey(Session, on_delete=models.SET_NULL, null=True, blank=True, related_name="inbound_texts")
+    outcome = models.CharField(max_length=200, blank=True)
+    reply = models.CharField(max_length=320, blank=True)
+    needs_staff = models.BooleanField(default=False)
+    handled_at = models.DateTimeField(null=True, blank=True)
+    handled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name = "inbound text"
+        indexes = [
+            models.Index(fields=["from_number", "-received_at"], name="inbound_from_idx"),
+            models.Index(
+                fields=["received_at"], condition=Q(needs_staff=True, handled_at=None), name="inbound_open_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_command_display()} from {self.from_number[:4]}… at {self.received_at:%Y-%m-%d %H:%M}"

@@ -4,4 +4,5 @@ from . import views
 
 urlpatterns = [
     path("twilio/sms/status/", views.sms_status, name="twilio-sms-status"),
+    path("twilio/sms/inbound/", views.sms_inbound, name="twilio-sms-inbound"),
 ]

@@ -10,7 +10,9 @@ from django.conf import settings
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
+from twilio.request_validator import RequestValidator
 from twilio.rest import Client
+from twilio.twiml.messaging_response import MessagingResponse
 
 from .base import TransportError
 
@@ -108,3 +110,18 @@ def sms_transport() -> SmsTransport:
             settings.TWILIO_TIMEOUT_SECONDS,
         )
     return OutboxSms()
+
+
+def signature_valid(*, url: str, params: dict[str, str], signature: str) -> bool:
+    """Whether a webhook request carries Twilio's signature for `url` and `params`."""
+    if not (settings.TWILIO_AUTH_TOKEN and signature):
+        return False
+    return RequestValidator(settings.TWILIO_AUTH_TOKEN).validate(url, params, signature)
+
+
+def twiml_reply(text: str | None) -> str:
+    """A TwiML answer to an inbound text: one reply message, or none."""
+    response = MessagingResponse()
+    if text:
+        response.message(text)
+    return str(response)
