@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import re_path
 from rest_framework.routers import DefaultRouter
 
 from . import api
@@ -10,7 +10,6 @@ router.register("messages", api.MessageViewSet, basename="message")
 router.register("reminder-rules", api.ReminderRuleViewSet)
 
 urlpatterns = [
-    path("sessions/<int:pk>/messages", api.SessionMessagesView.as_view(), name="session-messages"),
-    path("sessions/<int:pk>/messages/", api.SessionMessagesView.as_view()),
+    re_path(r"^sessions/(?P<pk>\d+)/messages/?$", api.SessionMessagesView.as_view(), name="session-messages"),
     *router.urls,
 ]

@@ -266,3 +266,14 @@ class InboundSms(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_command_display()} from {self.from_number[:4]}… at {self.received_at:%Y-%m-%d %H:%M}"
+
+
+class Heartbeat(models.Model):
+    """When a periodic job last ran: the tick writes one, so health can tell a stalled beat or
+    worker from a quiet day."""
+
+    name = models.CharField(max_length=40, unique=True)
+    at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.at:%Y-%m-%d %H:%M:%S}"

@@ -22,7 +22,7 @@ from django.utils import timezone
 from sessions.models import Patient, Session
 
 from . import links
-from .models import Channel, ContactStatus, Message, Purpose, StaffFlag
+from .models import Channel, ContactStatus, Heartbeat, Message, Purpose, StaffFlag
 from .rendering import Rendered, render
 from .transports.base import TransportError
 from .transports.email import send_email
@@ -31,6 +31,7 @@ from .transports.sms import sms_transport
 log = logging.getLogger(__name__)
 Status = Message.Status
 
+TICK_HEARTBEAT = "reminder-tick"
 _LINK = re.compile(r"/r/([A-Za-z0-9_-]{10,})")
 
 
@@ -50,6 +51,7 @@ def reminder_tick(*, now: datetime | None = None, limit: int | None = None) -> T
     reconciled = messages_reconcile_stuck(now=now)
     requeued = messages_requeue_lost(now=now)
     claimed = messages_claim_due(now=now, limit=limit or settings.REMINDER_TICK_BATCH)
+    Heartbeat.objects.update_or_create(name=TICK_HEARTBEAT, defaults={"at": now})
     log.info(
         "tick claimed=%d requeued=%d reconciled=%d expired=%d duration_ms=%.1f",
         len(claimed), len(requeued), reconciled, expired, (time.perf_counter() - started) * 1000,

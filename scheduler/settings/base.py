@@ -33,6 +33,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "scheduler.logs.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -188,9 +189,18 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # key=value lines after a fixed prefix: easy to grep, and to parse into a log store.
+    "formatters": {"plain": {"format": "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     # The library logs every request's URL and headers at INFO: noise, and phone numbers.
     "loggers": {"twilio": {"level": "WARNING"}},
 }
+
+# Patient links /r/<token>: fixed windows counted in the cache above (Redis when REDIS_URL is set).
+# Counted per REMOTE_ADDR: behind a reverse proxy, REMOTE_ADDR must be set to the client's address,
+# or every patient shares the proxy's budget.
+LINK_RATE_WINDOW_SECONDS = env.int("LINK_RATE_WINDOW_SECONDS", default=60)
+LINK_RATE_PER_IP = env.int("LINK_RATE_PER_IP", default=120)
+LINK_RATE_BAD_TOKENS_PER_IP = env.int("LINK_RATE_BAD_TOKENS_PER_IP", default=30)
+LINK_RATE_POSTS_PER_TOKEN = env.int("LINK_RATE_POSTS_PER_TOKEN", default=30)
