@@ -6,7 +6,7 @@ from django.http import HttpRequest
 
 from sessions.admin import ReadOnlyAdmin
 
-from .models import ContactStatus, Message, MessageTemplate, OutboxText, ReminderRule, StaffFlag
+from .models import ContactStatus, InboundSms, Message, MessageTemplate, OutboxText, ReminderRule, StaffFlag
 
 
 @admin.register(ReminderRule)
@@ -49,3 +49,10 @@ class OutboxTextAdmin(ReadOnlyAdmin):
 @admin.register(ContactStatus)
 class ContactStatusAdmin(ReadOnlyAdmin):
     list_display = ["patient", "phone", "sms_problem", "sms_problem_at"]
+
+
+@admin.register(InboundSms)
+class InboundSmsAdmin(ReadOnlyAdmin):
+    list_display = ["received_at", "patient", "command", "outcome", "needs_staff", "handled_at"]
+    list_filter = ["command", "needs_staff"]
+    list_select_related = ["patient"]
