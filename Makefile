@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint check-deploy clean
+.PHONY: run test browser bench lint check-deploy clean
 
 # An existing venv that already holds every pinned package (VENV=<path> reuses one) is only
 # stamped: the offline check needs no network and installs nothing.
@@ -17,7 +17,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(PY) scripts/run.py
 
-test: $(STAMP)
+# The patient link's browser test drives Debian's Chromium (Playwright cannot download its own here).
+browser:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+test: $(STAMP) browser
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run

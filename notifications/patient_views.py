@@ -1,0 +1,210 @@
+"""The patient link page `/r/<token>`: GET and HEAD show the session, POST confirms, moves or cancels.
+
+GET and HEAD never change anything: link previewers (Slack, WhatsApp, iMessage…) open every
+link in a text. Every bad case of token (unknown, tampered, session over) gets one neutral page,
+so a guesser learns nothing, and bad tokens are counted per address. The counts are per
+REMOTE_ADDR: behind a reverse proxy it must hold the patient's address, not the proxy's.
+"""
+
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+
+import phonenumbers
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.middleware.csrf import CsrfViewMiddleware
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.decorators import decorator_from_middleware
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from sessions.calendar import Slot
+from sessions.models import Clinic, Protocol, Session
+
+from .links import token_hash
+from .patient_actions import (
+    LinkRefused,
+    link_cancel,
+    link_confirm,
+    link_may_act,
+    link_may_cancel,
+    link_move,
+    link_page_session,
+    link_slots_by_day,
+)
+from .patient_text import PHRASES, day_text, language_of, phrase, time_text, when_text
+from .ratelimit import rate_exceeded, rate_hit
+
+# The token is in the URL: no Referer may carry it anywhere, no cache may keep the page, no
+# search engine may list it. The CSP also holds the page to its promise of no scripts and no
+# third-party assets.
+PRIVATE_HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store, private",
+    "X-Robots-Tag": "noindex",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+# Flash messages of this page only: a staff member's admin messages must not show up here.
+_FLASH = "patient-link"
+# Refusals tied to a field of the form on screen: shown with it, with the status that says why.
+_FORM_ERRORS = {"driver_missing": ("", 400), "move_pick": ("move", 400), "move_taken": ("move", 409)}
+
+
+class _NoReferrerCsrf(CsrfViewMiddleware):
+    """Django's CSRF check for a page sent with Referrer-Policy: no-referrer. Browsers post such a
+    page's forms with `Origin: null` and no Referer, which the stock check refuses (the Referer on
+    HTTPS only). The form's token must still match the CSRF cookie, and an Origin that names
+    another site is still refused; where a post came from adds nothing more here, since whoever
+    can build a post to a link already holds the link."""
+
+    def _origin_verified(self, request: HttpRequest) -> bool:
+        return request.META["HTTP_ORIGIN"] == "null" or super()._origin_verified(request)
+
+    def _check_referer(self, request: HttpRequest) -> None:
+        if "HTTP_REFERER" in request.META:
+            super()._check_referer(request)
+
+
+_csrf_protect = decorator_from_middleware(_NoReferrerCsrf)
+
+
+def _private(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        for name, value in PRIVATE_HEADERS.items():
+            response[name] = value
+        return response
+
+    return wrapper
+
+
+@csrf_exempt  # from the site-wide check only: _csrf_protect checks this view's posts
+@_private
+@require_http_methods(["GET", "HEAD", "POST"])
+@_csrf_protect
+def patient_link(request: HttpRequest, token: str) -> HttpResponse:
+    address = request.META.get("REMOTE_ADDR", "")
+    if not rate_hit(f"ip:{address}", limit=settings.LINK_RATE_PER_IP) or rate_exceeded(
+        f"bad:{address}", limit=settings.LINK_RATE_BAD_TOKENS_PER_IP
+    ):
+        return _neutral(request, status=429)
+    now = timezone.now()
+    session = link_page_session(token=token, now=now)
+    if session is None:
+        rate_hit(f"bad:{address}", limit=settings.LINK_RATE_BAD_TOKENS_PER_IP)
+        return _neutral(request, status=404)
+    if request.method != "POST":
+        return _page(request, session, now, step=request.GET.get("step", ""))
+    # Keyed by the token's hash: the cache never holds a working link.
+    if not rate_hit(f"post:{token_hash(token)}", limit=settings.LINK_RATE_POSTS_PER_TOKEN):
+        return _neutral(request, status=429)
+    return _act(request, session, now)
+
+
+def _act(request: HttpRequest, session: Session, now: datetime) -> HttpResponse:
+    language = language_of(session.patient.language)
+    phone = _phone_text(session.clinic.phone)
+    action = request.POST.get("action", "")
+    try:
+        if action == "confirm":
+            done = link_confirm(session=session, driver=request.POST.get("driver") == "yes", now=now)
+            text = phrase(language, "confirmed" if done else "already_confirmed")
+        elif action == "move":
+            moved = link_move(session=session, starts_at=request.POST.get("starts_at", ""), now=now)
+            text = phrase(language, "moved", when=when_text(moved.starts_at.astimezone(moved.clinic.zone), language))
+        elif action == "cancel":
+            link_cancel(session=session, now=now)
+            text = phrase(language, "cancelled", phone=phone)
+        else:
+            return HttpResponseRedirect(request.path, status=303)
+    except LinkRefused as refused:
+        if refused.reason in _FORM_ERRORS:
+            step, status = _FORM_ERRORS[refused.reason]
+            return _page(request, session, now, step=step, error=refused.reason, status=status)
+        messages.error(request, phrase(language, refused.reason, phone=phone), extra_tags=_FLASH)
+    else:
+        messages.success(request, text, extra_tags=_FLASH)
+    # 303: the browser follows with a GET, so a refresh shows the page instead of posting again.
+    return HttpResponseRedirect(request.path, status=303)
+
+
+def _page(
+    request: HttpRequest, session: Session, now: datetime, *, step: str, error: str = "", status: int = 200
+) -> HttpResponse:
+    clinic, protocol = session.clinic, session.series.protocol
+    language = language_of(session.patient.language)
+    phone = _phone_text(clinic.phone)
+    starts, ends = session.starts_at.astimezone(clinic.zone), session.ends_at.astimezone(clinic.zone)
+    may_act = link_may_act(session=session, now=now)
+    context = {
+        "lang": language,
+        "t": {key: text.replace("{phone}", phone) for key, text in PHRASES[language].items()},
+        "clinic_name": clinic.sender_name,
+        "address": clinic.address,
+        "phone": phone,
+        "phone_href": f"tel:{clinic.phone}",
+        "visit_name": protocol.patient_name,
+        "visit_count": phrase(language, "visit_count", number=session.number, count=protocol.session_count),
+        "day": day_text(starts, language),
+        "hours": phrase(language, "until", start=time_text(starts, language), end=time_text(ends, language)),
+        "other_zone": session.patient.zone.key != clinic.zone.key,
+        "status": session.status,
+        "driver_required": protocol.driver_required,
+        "driver_confirmed": session.driver_confirmed,
+        "may_act": may_act,
+        "may_cancel": link_may_cancel(session=session, now=now),
+        "preparation": _preparation(protocol, language),
+        "instructions": protocol.preparation_instructions,
+        "flash": [message for message in messages.get_messages(request) if _FLASH in message.tags.split()],
+        "error": phrase(language, error) if error else "",
+        "step": "move" if step == "move" and may_act else "",
+    }
+    if context["step"] == "move":
+        context["when_now"] = phrase(language, "move_now", when=when_text(starts, language))
+        context["days"] = [
+            (day_text(day, language), _slot_choices(slots, clinic, language))
+            for day, slots in link_slots_by_day(session=session, now=now)
+        ]
+    return render(request, "patient/page.html", context, status=status)
+
+
+def _slot_choices(slots: list[Slot], clinic: Clinic, language: str) -> list[tuple[str, str]]:
+    """(value, label) per slot: the value is the start with the clinic's offset, which also says
+    which of two equal wall-clock times on the night clocks go back is meant."""
+    local_starts = [slot.starts_at.astimezone(clinic.zone) for slot in slots]
+    return [(start.isoformat(), time_text(start, language)) for start in local_starts]
+
+
+def _preparation(protocol: Protocol, language: str) -> list[str]:
+    steps = []
+    if protocol.fasting_hours:
+        steps.append(phrase(language, "prep_fasting", hours=protocol.fasting_hours))
+    if protocol.driver_required:
+        steps.append(phrase(language, "prep_driver"))
+    if protocol.no_driving_hours:
+        steps.append(phrase(language, "prep_no_driving", hours=protocol.no_driving_hours))
+    return steps
+
+
+def _neutral(request: HttpRequest, *, status: int) -> HttpResponse:
+    """One page for every token that opens nothing, and for too many tries: it must not tell a
+    guesser which it was, so it shows nothing of any clinic or session."""
+    response = render(request, "patient/neutral.html", status=status)
+    if status == 429:
+        response["Retry-After"] = str(settings.LINK_RATE_WINDOW_SECONDS)
+    return response
+
+
+def _phone_text(phone: str) -> str:
+    """+16025550100 as (602) 555-0100: the way the clinic's patients write their number."""
+    try:
+        return phonenumbers.format_number(phonenumbers.parse(phone), phonenumbers.PhoneNumberFormat.NATIONAL)
+    except phonenumbers.NumberParseException:
+        return phone

@@ -1,0 +1,90 @@
+"""The patient link in a real phone-sized browser: Debian's Chromium driven by Playwright, against
+pytest-django's live server. It confirms with the driver box, then moves the visit, and leaves
+screenshots in docs/screenshots/ for the README."""
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from notifications.links import link_create
+from sessions.clock import local_date, wall_clock
+from sessions.models import AuditEvent, Session
+from sessions.services import series_book
+from tests.factories import clinic_make, patient_make, protocol_make
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium: make browser"),
+]
+
+
+def visit_link() -> tuple[Session, str]:
+    """Session 3 of 6, two days apart from three days on, and a link to it."""
+    clinic = clinic_make(chairs=2, address="1 Main St, Phoenix AZ 85004", sender_name="Desert Wellness")
+    protocol = protocol_make(
+        clinic,
+        kind="induction",
+        fasting_hours=4,
+        driver_required=True,
+        preparation_instructions="Wear comfortable clothes and bring a list of your medicines.",
+    )
+    today = local_date(timezone.now(), clinic.zone)
+    starts = [
+        wall_clock(today + timedelta(days=3 + 2 * n), datetime.min.time().replace(hour=10), clinic.zone)
+        for n in range(6)
+    ]
+    series = series_book(patient=patient_make(clinic, first_name="Maria"), protocol=protocol, starts=starts)
+    session = series.sessions.get(number=3)
+    return session, link_create(session=session)
+
+
+def test_a_patient_confirms_then_moves_the_visit_on_a_phone(live_server):
+    session, token = visit_link()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        phone = browser.new_context(
+            viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True
+        )
+        page = phone.new_page()
+        page.goto(f"{live_server.url}/r/{token}")
+        assert page.get_by_text("Visit 3 of 6").is_visible()
+        page.screenshot(path=SCREENSHOTS / "patient-link-overview.png", full_page=True)
+
+        page.get_by_label("I have arranged a driver to take me home").check()
+        page.get_by_role("button", name="Confirm my visit").click()
+        page.get_by_text("Thank you. Your visit is confirmed.").wait_for()
+        page.screenshot(path=SCREENSHOTS / "patient-link-confirmed.png", full_page=True)
+
+        page.get_by_role("link", name="Choose a new time").click()
+        times = page.locator("label.slot")
+        assert times.count() > 0
+        times.last.click()  # where a finger lands: the time's box
+        chosen = page.get_by_role("radio", checked=True)
+        wanted = chosen.get_attribute("value")
+        page.screenshot(path=SCREENSHOTS / "patient-link-slots.png", full_page=True)
+
+        page.get_by_role("button", name="Move my visit").click()
+        page.get_by_text("Please confirm the new time.").wait_for()
+        page.screenshot(path=SCREENSHOTS / "patient-link-moved.png", full_page=True)
+        browser.close()
+
+    moved = Session.objects.get(pk=session.pk)
+    assert moved.starts_at == datetime.fromisoformat(wanted)
+    assert moved.status == Session.Status.BOOKED  # the new time needs confirming again
+    assert list(AuditEvent.objects.filter(session=session).order_by("at", "id").values_list("action", "via")) == [
+        ("confirmed", Session.Channel.LINK),
+        ("moved", Session.Channel.LINK),
+    ]
