@@ -10,11 +10,23 @@ from django.http import HttpRequest, HttpResponse
 
 log = logging.getLogger("scheduler.requests")
 
-_TOKEN_PATH = re.compile(r"^/r/[^/]+")
+_TOKEN_PATH = re.compile(r"/r/[A-Za-z0-9_-]+")
 
 
 def redact_path(path: str) -> str:
     return _TOKEN_PATH.sub("/r/…", path)
+
+
+class RedactPatientTokens(logging.Filter):
+    """On every handler: Django's own loggers (django.request on a 4xx, django.security.csrf)
+    write the request path, and a patient link's path is a key to that patient's visit."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_path(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_path(a) if isinstance(a, str) else a for a in record.args)
+        return True
 
 
 class RequestLogMiddleware:
