@@ -131,6 +131,7 @@ def _announce(url: str, username: str, password: str) -> None:
             [
                 rule,
                 f"  Web:    {url}",
+                f"  Staff:  {url}staff/  (day board, booking, inbox, outbox of texts)",
                 f"  Admin:  {url}admin/",
                 f"  API:    {url}api/schema/",
                 f"  Login:  {username} / {password}",

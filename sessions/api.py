@@ -184,7 +184,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return self._answer(pk)
 
     @extend_schema(parameters=[SlotQuerySerializer], responses={200: SlotSerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)  # one short list, not pages
     def slots(self, request: Request, pk: str) -> Response:
         """Open slots the session may move to, each one accepted by reschedule."""
         query = SlotQuerySerializer(data=request.query_params)

@@ -1,9 +1,10 @@
 """REST shapes of the booking domain. They parse and check input; the services decide."""
 
-from datetime import datetime, timedelta
+import re
+from datetime import datetime, time, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
@@ -53,6 +54,32 @@ class ClinicDateTimeField(serializers.Field):
         return value.isoformat()
 
 
+# HH:MM or HH:MM:SS on the clinic's wall clock. OpenAPI's "time" format is RFC 3339's, which
+# requires an offset: documented as that, every opening hour we answer with would break the schema.
+WALL_CLOCK_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$"
+
+
+@extend_schema_field({"type": "string", "pattern": WALL_CLOCK_TIME, "example": "08:30"})
+class WallClockTimeField(serializers.TimeField):
+    """A time of day in the clinic's zone. An offset is refused rather than silently dropped."""
+
+    default_error_messages = {"invalid": "Enter a time of day as HH:MM, e.g. 08:30, without an offset."}
+
+    def to_internal_value(self, value: Any) -> time:
+        if not isinstance(value, str) or not re.fullmatch(WALL_CLOCK_TIME, value):
+            self.fail("invalid")
+        return super().to_internal_value(value)
+
+
+class WallClockTimes:
+    """Mixin for a ModelSerializer: its model's TimeFields become WallClockTimeFields."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.TimeField: WallClockTimeField,
+    }
+
+
 def clinic_instant(value: datetime, clinic: Clinic, *, field: str, now: datetime | None = None) -> datetime:
     """`value` as a UTC instant in `clinic`'s zone, within the booking horizon; errors name `field`."""
     now = now or timezone.now()
@@ -69,7 +96,7 @@ def clinic_instant(value: datetime, clinic: Clinic, *, field: str, now: datetime
     return instant
 
 
-class OpeningHoursSerializer(serializers.ModelSerializer):
+class OpeningHoursSerializer(WallClockTimes, serializers.ModelSerializer):
     class Meta:
         model = OpeningHours
         fields = ["weekday", "opens", "closes"]
@@ -86,7 +113,7 @@ class ClosedDateSerializer(serializers.ModelSerializer):
         fields = ["date", "reason"]
 
 
-class StaffingBlockSerializer(serializers.ModelSerializer):
+class StaffingBlockSerializer(WallClockTimes, serializers.ModelSerializer):
     class Meta:
         model = StaffingBlock
         fields = ["weekday", "starts", "ends", "nurses", "patients_per_nurse"]
@@ -97,7 +124,7 @@ class StaffingBlockSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class ClinicSerializer(serializers.ModelSerializer):
+class ClinicSerializer(WallClockTimes, serializers.ModelSerializer):
     opening_hours = OpeningHoursSerializer(many=True, required=False)
     closed_dates = ClosedDateSerializer(many=True, required=False)
     staffing_blocks = StaffingBlockSerializer(many=True, required=False)
@@ -190,6 +217,10 @@ class SessionMoveSerializer(serializers.ModelSerializer):
 class SessionSerializer(serializers.ModelSerializer):
     of = serializers.IntegerField(source="series.protocol.session_count", read_only=True, help_text="n in 'k of n'.")
     clinic_time = serializers.SerializerMethodField(help_text="The start in the clinic's zone, with its offset.")
+    # Declared so that the schema allows the empty value of a session not yet confirmed.
+    confirmed_via = serializers.ChoiceField(
+        choices=Session.Channel.choices, allow_blank=True, read_only=True, help_text="Empty until confirmed."
+    )
     moves = SessionMoveSerializer(many=True, read_only=True)
 
     class Meta:

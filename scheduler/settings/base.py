@@ -16,6 +16,9 @@ SECRET_KEY = env("DJANGO_SECRET_KEY")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://localhost:8000")
+# Reverse proxies in front of the app that append to X-Forwarded-For (0: none, REMOTE_ADDR is the
+# client). Rate limits count per client address, so behind a proxy this must be right.
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -33,6 +36,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "scheduler.proxy.ClientAddressMiddleware",
     "scheduler.logs.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -89,7 +93,6 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-LOGIN_URL = "admin:login"
 
 REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
@@ -170,8 +173,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.DjangoModelPermissions"],
+    # The API speaks JSON. A form cannot carry a clinic's opening hours (lists of rows): a form
+    # PATCH dropped them without a word, and a malformed multipart body read as "change nothing".
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "sessions.pagination.Pages",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "sessions.api_errors.exception_handler",
 }
@@ -183,7 +189,15 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"ChannelEnum": "sessions.models.Session.Channel"},
+    # Two choice sets are called "channel": without distinct names one overwrote the other.
+    "ENUM_NAME_OVERRIDES": {
+        "SessionChannelEnum": "sessions.models.Session.Channel",
+        "MessageChannelEnum": "notifications.models.Channel",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "sessions.api_schema.document_error_responses",
+    ],
 }
 
 LOGGING = {
@@ -191,7 +205,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     # key=value lines after a fixed prefix: easy to grep, and to parse into a log store.
     "formatters": {"plain": {"format": "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact_tokens": {"()": "scheduler.logs.RedactPatientTokens"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     # The library logs every request's URL and headers at INFO: noise, and phone numbers.
     "loggers": {"twilio": {"level": "WARNING"}},
@@ -204,3 +219,8 @@ LINK_RATE_WINDOW_SECONDS = env.int("LINK_RATE_WINDOW_SECONDS", default=60)
 LINK_RATE_PER_IP = env.int("LINK_RATE_PER_IP", default=120)
 LINK_RATE_BAD_TOKENS_PER_IP = env.int("LINK_RATE_BAD_TOKENS_PER_IP", default=30)
 LINK_RATE_POSTS_PER_TOKEN = env.int("LINK_RATE_POSTS_PER_TOKEN", default=30)
+
+# The staff pages (scheduler/staff) sign in on their own page; the admin keeps its own.
+LOGIN_URL = "staff:login"
+LOGIN_REDIRECT_URL = "staff:home"
+LOGOUT_REDIRECT_URL = "staff:login"

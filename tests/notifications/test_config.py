@@ -103,5 +103,13 @@ def test_a_sessions_messages_are_listed_with_status_and_reason(clinic):
 def test_the_admin_shows_messages_and_rules(clinic, client):
     client.force_login(User.objects.create_superuser("root", "root@example.com", None))
 
-    for page in ("message", "reminderrule", "messagetemplate", "staffflag", "outboxtext", "contactstatus", "inboundsms"):
+    for page in (
+        "message",
+        "reminderrule",
+        "messagetemplate",
+        "staffflag",
+        "outboxtext",
+        "contactstatus",
+        "inboundsms",
+    ):
         assert client.get(f"/admin/notifications/{page}/").status_code == 200, page

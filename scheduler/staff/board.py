@@ -1,0 +1,293 @@
+"""The day board of one clinic: its sessions of one day on a chairs × hours grid, each with its
+badges, and a summary of the day (sessions, confirmed share, chairs in use, staffing headroom).
+
+Built from a fixed number of queries whatever the day holds: the clinic's chairs, hours, closed
+date, staffing blocks and one query for the sessions with everything their badges need.
+"""
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from django.utils import timezone
+
+from sessions.clock import wall_clock
+from sessions.models import Chair, Clinic, Session
+
+from .selectors import board_sessions
+
+DAY_MINUTES = 24 * 60
+# A day with no opening hours (closed, or not configured) still shows working hours.
+DEFAULT_HOURS = (8, 18)
+SOON = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Badge:
+    kind: str
+    label: str
+    title: str = ""
+
+
+@dataclass
+class Card:
+    session: Session
+    starts: datetime
+    ends: datetime
+    count: int
+    badges: list[Badge]
+    started: bool
+    # Whether the session is on the clinic's today: arrivals are marked on the day.
+    today: bool
+    # Where the card sits on its chair's row, as percentages of the day's grid.
+    left: float = 0.0
+    width: float = 0.0
+
+    # Strings rather than numbers: the template would run each number through localisation.
+    @property
+    def sid(self) -> str:
+        return str(self.session.pk)
+
+    @property
+    def style(self) -> str:
+        return f"left: {self.left:g}%; width: {self.width:g}%"
+
+    @property
+    def start_time(self) -> str:
+        return f"{self.starts:%H:%M}"
+
+    @property
+    def time_range(self) -> str:
+        return f"{self.starts:%H:%M}–{self.ends:%H:%M}"
+
+    @property
+    def tone(self) -> str:
+        """The card's colour: its status, or "soon" for an unconfirmed session within 24 hours."""
+        return "soon" if any(b.kind == "unconfirmed" for b in self.badges) else self.session.status
+
+    @property
+    def has_problem(self) -> bool:
+        return any(b.kind in ("failed", "optout") for b in self.badges)
+
+    @property
+    def is_upcoming(self) -> bool:
+        return self.session.status in Session.UPCOMING
+
+    @property
+    def can_arrive(self) -> bool:
+        return self.is_upcoming and self.today
+
+    @property
+    def can_complete(self) -> bool:
+        return self.session.status == Session.Status.ARRIVED
+
+    @property
+    def can_no_show(self) -> bool:
+        return self.is_upcoming and self.started
+
+    @property
+    def can_mark(self) -> bool:
+        return self.can_arrive or self.can_complete or self.can_no_show
+
+
+@dataclass
+class ChairRow:
+    chair: Chair
+    cards: list[Card] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Summary:
+    # The day's sessions that are not cancelled: a no-show was still expected.
+    sessions: int
+    cancelled: int
+    confirmed: int
+    chairs_in_use: int
+    chairs: int
+    # Most patients in chairs at once, when, and how many the nurses on shift can take then.
+    peak: int
+    peak_at: datetime | None
+    capacity_at_peak: int | None
+    # The fewest free places at any moment with patients in chairs; None when unstaffed.
+    headroom: int | None
+    headroom_at: datetime | None
+
+    @property
+    def confirmed_percent(self) -> int | None:
+        return round(100 * self.confirmed / self.sessions) if self.sessions else None
+
+
+@dataclass(frozen=True)
+class Board:
+    clinic: Clinic
+    day: date
+    today: date
+    closed_reason: str | None
+    opens: datetime | None
+    closes: datetime | None
+    hours: list[int]
+    rows: list[ChairRow]
+    cards: list[Card]
+    summary: Summary
+
+    @property
+    def previous_day(self) -> date:
+        return self.day - timedelta(days=1)
+
+    @property
+    def next_day(self) -> date:
+        return self.day + timedelta(days=1)
+
+    @property
+    def hour_width(self) -> str:
+        return f"{100 / len(self.hours):.4g}"
+
+    @property
+    def hour_marks(self) -> list[tuple[str, str]]:
+        return [(f"{hour:02d}:00", f"{i * 100 / len(self.hours):.4g}") for i, hour in enumerate(self.hours)]
+
+    @property
+    def shades(self) -> list[tuple[str, str]]:
+        """Parts of the grid outside opening hours, as (left, width) percentages."""
+        if self.closed_reason is not None or self.opens is None or self.closes is None:
+            return [("0", "100")]
+        span = len(self.hours) * 60
+        zone = self.clinic.zone
+        opens, closes = self.opens.astimezone(zone), self.closes.astimezone(zone)
+        before = opens.hour * 60 + opens.minute - self.hours[0] * 60
+        after = closes.hour * 60 + closes.minute - self.hours[0] * 60
+        shades = [("0", f"{100 * before / span:.4g}")] if before > 0 else []
+        if after < span:
+            shades.append((f"{100 * after / span:.4g}", f"{100 * (span - after) / span:.4g}"))
+        return shades
+
+
+def board_build(*, clinic: Clinic, day: date, now: datetime | None = None) -> Board:
+    now = now or timezone.now()
+    zone = clinic.zone
+    # The configuration models order by clinic name: `order_by()` spares those queries the join.
+    hours = clinic.opening_hours.filter(weekday=day.weekday()).order_by().first()
+    closed = clinic.closed_dates.filter(date=day).order_by().values_list("reason", flat=True).first()
+    blocks = list(clinic.staffing_blocks.order_by())
+    sessions = board_sessions(clinic=clinic, day=day)
+    cards = [_card(s, zone, now) for s in sessions]
+    on_grid = [c for c in cards if c.session.status in Session.HOLDING or c.session.status == Session.Status.NO_SHOW]
+    used_chairs = {c.session.chair_id for c in on_grid}
+    chairs = sorted(
+        (chair for chair in clinic.chairs.order_by() if chair.is_active or chair.pk in used_chairs),
+        key=lambda chair: _natural(chair.name),
+    )
+    opens = wall_clock(day, hours.opens, zone) if hours else None
+    closes = wall_clock(day, hours.closes, zone) if hours else None
+    first_hour, last_hour = _grid_hours(opens, closes, on_grid, zone)
+    for card in on_grid:
+        _place(card, first_hour, last_hour)
+    rows = {chair.pk: ChairRow(chair) for chair in chairs}
+    for card in on_grid:
+        rows[card.session.chair_id].cards.append(card)
+    capacity = [
+        (wall_clock(day, b.starts, zone), wall_clock(day, b.ends, zone), b.capacity)
+        for b in blocks
+        if b.weekday == day.weekday()
+    ]
+    return Board(
+        clinic=clinic,
+        day=day,
+        today=now.astimezone(zone).date(),
+        closed_reason=closed,
+        opens=opens,
+        closes=closes,
+        hours=list(range(first_hour, last_hour)),
+        rows=list(rows.values()),
+        cards=cards,
+        summary=_summary(sessions, chairs, capacity, staffed=bool(blocks)),
+    )
+
+
+def _natural(name: str) -> list[tuple[int, int | str]]:
+    """Sort key that puts "Chair 2" before "Chair 10"."""
+    return [(0, int(part)) if part.isdigit() else (1, part.lower()) for part in re.split(r"(\d+)", name) if part]
+
+
+def _card(session: Session, zone, now: datetime) -> Card:
+    return Card(
+        session=session,
+        starts=session.starts_at.astimezone(zone),
+        ends=session.ends_at.astimezone(zone),
+        count=session.series.protocol.session_count,
+        badges=_badges(session, now),
+        started=session.starts_at <= now,
+        today=session.starts_at.astimezone(zone).date() == now.astimezone(zone).date(),
+    )
+
+
+def _badges(session: Session, now: datetime) -> list[Badge]:
+    badges = []
+    if session.confirmed_at is not None and session.status != Session.Status.CANCELLED:
+        badges.append(Badge("confirmed", "Confirmed", f"via {session.get_confirmed_via_display()}"))
+    elif session.status == Session.Status.BOOKED and now < session.starts_at <= now + SOON:
+        badges.append(Badge("unconfirmed", "Unconfirmed", "Starts within 24 hours and not confirmed"))
+    if session.driver_confirmed:
+        badges.append(Badge("driver", "Driver", "Driver confirmed"))
+    if session.message_failed:
+        badges.append(Badge("failed", "Text failed", "A message to this patient failed or was not delivered"))
+    patient = session.patient
+    contact = getattr(patient, "contact_status", None)
+    if patient.sms_opted_out_at is not None:
+        badges.append(Badge("optout", "Opted out", "The patient replied STOP: no texts"))
+    elif contact is not None and contact.sms_problem:
+        badges.append(Badge("optout", "No texts", contact.get_sms_problem_display()))
+    return badges
+
+
+def _grid_hours(opens: datetime | None, closes: datetime | None, cards: list[Card], zone) -> tuple[int, int]:
+    """The local hours the grid spans: opening hours, widened to any session outside them."""
+    first, last = DEFAULT_HOURS
+    if opens is not None and closes is not None:
+        local_opens, local_closes = opens.astimezone(zone), closes.astimezone(zone)
+        first, last = local_opens.hour, local_closes.hour + (1 if local_closes.minute else 0)
+    for card in cards:
+        first = min(first, card.starts.hour)
+        last = max(last, 24 if card.ends.date() > card.starts.date() else card.ends.hour + bool(card.ends.minute))
+    return first, max(last, first + 1)
+
+
+def _place(card: Card, first_hour: int, last_hour: int) -> None:
+    span = (last_hour - first_hour) * 60
+    start = card.starts.hour * 60 + card.starts.minute - first_hour * 60
+    end = DAY_MINUTES if card.ends.date() > card.starts.date() else card.ends.hour * 60 + card.ends.minute
+    end = min(end - first_hour * 60, span)
+    card.left = round(100 * start / span, 3)
+    card.width = round(100 * max(end - start, 1) / span, 3)
+
+
+def _summary(
+    sessions: list[Session], chairs: list[Chair], capacity: list[tuple[datetime, datetime, int]], *, staffed: bool
+) -> Summary:
+    held = [s for s in sessions if s.status != Session.Status.CANCELLED]
+    holding = [s for s in held if s.status in Session.HOLDING]
+    spans = [(s.starts_at, s.ends_at) for s in holding]
+    checkpoints = sorted({start for start, _ in spans} | {edge for b in capacity for edge in b[:2]})
+    peak, peak_at, capacity_at_peak = 0, None, None
+    headroom, headroom_at = None, None
+    for moment in checkpoints:
+        load = sum(1 for start, end in spans if start <= moment < end)
+        if not load:
+            continue
+        places = sum(c for start, end, c in capacity if start <= moment < end)
+        if load > peak:
+            peak, peak_at, capacity_at_peak = load, moment, places if staffed else None
+        if staffed and (headroom is None or places - load < headroom):
+            headroom, headroom_at = places - load, moment
+    return Summary(
+        sessions=len(held),
+        cancelled=len(sessions) - len(held),
+        confirmed=sum(1 for s in held if s.confirmed_at is not None),
+        chairs_in_use=len({s.chair_id for s in holding}),
+        chairs=sum(1 for chair in chairs if chair.is_active),
+        peak=peak,
+        peak_at=peak_at,
+        capacity_at_peak=capacity_at_peak,
+        headroom=headroom,
+        headroom_at=headroom_at,
+    )

@@ -1,0 +1,162 @@
+"""The staff pages' forms: they parse and check input; the booking services decide."""
+
+from datetime import UTC, datetime
+
+from django import forms
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from sessions.clock import LocalTimeError, to_utc
+from sessions.models import Chair, Clinic, Patient, Protocol, Session
+from sessions.serializers import BOOKING_HORIZON
+
+# E.164 as the browser can check it while typing; the model's validator has the last word.
+PHONE_PATTERN = r"\+[1-9][0-9]{6,14}"
+
+
+class WallClockField(forms.Field):
+    """A datetime-local value. It names the clinic's wall-clock time, so it stays naive here: the
+    form applies the clinic's zone, where a DST gap or fold can be named as a form error."""
+
+    widget = forms.DateTimeInput(attrs={"type": "datetime-local", "step": 300}, format="%Y-%m-%dT%H:%M")
+    default_error_messages = {"invalid": "Enter a date and time, e.g. 2026-03-09 10:00."}
+
+    def to_python(self, value: object) -> datetime | None:
+        if value in self.empty_values:
+            return None
+        if isinstance(value, datetime):
+            return value
+        try:
+            parsed = parse_datetime(str(value).strip()[:40])
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return parsed
+
+
+def clinic_instant(value: datetime, clinic: Clinic, *, now: datetime | None = None) -> datetime:
+    """`value` as a UTC instant in the clinic's zone; raises a form error a scheduler can act on."""
+    now = now or timezone.now()
+    try:
+        instant = to_utc(value, clinic.zone)
+    except LocalTimeError as exc:
+        if exc.ambiguous:
+            raise forms.ValidationError(
+                f"{value:%Y-%m-%d %H:%M} happens twice in {clinic.time_zone} (clocks go back): "
+                "pick a time outside that hour.",
+                code="ambiguous",
+            ) from exc
+        raise forms.ValidationError(str(exc), code="nonexistent") from exc
+    except OverflowError as exc:
+        raise forms.ValidationError(f"Book at most {BOOKING_HORIZON.days} days ahead.", code="horizon") from exc
+    if instant <= now:
+        raise forms.ValidationError("This time has already passed.", code="past")
+    if instant > now + BOOKING_HORIZON:
+        raise forms.ValidationError(f"Book at most {BOOKING_HORIZON.days} days ahead.", code="horizon")
+    return instant.astimezone(UTC)
+
+
+class PatientSearchForm(forms.Form):
+    q = forms.CharField(
+        label="Find a patient",
+        max_length=80,
+        required=False,
+        widget=forms.SearchInput(attrs={"placeholder": "Name, MRN or phone", "autocomplete": "off"}),
+    )
+
+
+class PatientForm(forms.ModelForm):
+    sms_consent = forms.BooleanField(label="Agreed to reminders by text", required=False)
+
+    class Meta:
+        model = Patient
+        fields = [
+            "clinic", "first_name", "last_name", "external_id", "phone", "email", "language", "sms_consent",
+            "sms_consent_source",
+        ]  # fmt: skip
+        labels = {"sms_consent_source": "How consent was given"}
+        help_texts = {"sms_consent_source": ""}
+        widgets = {
+            "phone": forms.TextInput(
+                attrs={
+                    "type": "tel",
+                    "pattern": PHONE_PATTERN,
+                    "placeholder": "+16025550123",
+                    "title": "International form: + then country code and number, e.g. +16025550123",
+                    "autocomplete": "off",
+                }
+            ),
+            "sms_consent_source": forms.TextInput(attrs={"placeholder": "e.g. intake form"}),
+        }
+
+    def __init__(self, *args, clinics: QuerySet[Clinic], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["clinic"].queryset = clinics
+        self.fields["clinic"].empty_label = None
+        only = list(clinics[:2])
+        if len(only) == 1:
+            self.fields["clinic"].initial = only[0].pk
+            self.fields["clinic"].widget = forms.HiddenInput()
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if cleaned.get("sms_consent") and not cleaned.get("sms_consent_source"):
+            self.add_error("sms_consent_source", "Say how the patient agreed, e.g. 'intake form'.")
+        return cleaned
+
+    def save(self, commit: bool = True) -> Patient:
+        if self.cleaned_data.get("sms_consent"):
+            self.instance.sms_consent_at = timezone.now()
+        return super().save(commit=commit)
+
+
+class SeriesForm(forms.Form):
+    protocol = forms.ModelChoiceField(queryset=Protocol.objects.none(), empty_label="Choose a protocol")
+    first_start = WallClockField(label="First session", help_text="Clinic time. Later sessions are placed for you.")
+    chair = forms.ModelChoiceField(queryset=Chair.objects.none(), required=False, empty_label="Any free chair")
+
+    def __init__(self, *args, clinic: Clinic, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.clinic = clinic
+        self.fields["protocol"].queryset = clinic.protocols.filter(is_active=True)
+        self.fields["chair"].queryset = clinic.chairs.filter(is_active=True)
+
+    def clean_first_start(self) -> datetime:
+        return clinic_instant(self.cleaned_data["first_start"], self.clinic)
+
+
+class CancelForm(forms.Form):
+    reason = forms.CharField(max_length=300, widget=forms.TextInput(attrs={"placeholder": "Reason"}))
+
+
+class MarkForm(forms.Form):
+    status = forms.ChoiceField(
+        choices=[(s, s.label) for s in (Session.Status.ARRIVED, Session.Status.COMPLETED, Session.Status.NO_SHOW)]
+    )
+
+
+class ConfirmForm(forms.Form):
+    driver_confirmed = forms.BooleanField(required=False)
+
+
+class MoveForm(forms.Form):
+    """One of the offered slots, as "<chair id>@<UTC start>" so the move is exactly the slot shown."""
+
+    slot = forms.CharField(max_length=60)
+    reason = forms.CharField(max_length=300, required=False)
+
+    def clean_slot(self) -> tuple[int, datetime]:
+        chair, _, starts = self.cleaned_data["slot"].partition("@")
+        try:
+            starts_at = datetime.fromisoformat(starts)
+        except ValueError:
+            starts_at = None
+        if not chair.isdigit() or len(chair) > 18 or starts_at is None or starts_at.tzinfo is None:
+            raise forms.ValidationError("Choose one of the offered times.")
+        return int(chair), starts_at
+
+
+def slot_value(chair_id: int, starts_at: datetime) -> str:
+    return f"{chair_id}@{starts_at.astimezone(UTC).isoformat()}"

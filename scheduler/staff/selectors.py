@@ -1,0 +1,162 @@
+"""Reads for the staff pages.
+
+They join the booking core with the notifications app, which is why they live in the project
+and not in either app: `sessions/` must never import `notifications/`. Every read is scoped by
+`clinics_for`, the one place that decides which clinics a user may see.
+"""
+
+from dataclasses import dataclass
+from datetime import date
+from functools import reduce
+from operator import and_
+
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+
+from notifications.models import InboundSms, Message, OutboxText, StaffFlag
+from sessions.models import AuditEvent, Clinic, Patient, Series, Session, SessionMove
+from sessions.selectors import sessions_for_day
+
+CLINIC_GROUP_PREFIX = "clinic:"
+FAILED_MESSAGE = (Message.Status.FAILED, Message.Status.UNDELIVERED)
+SEARCH_LIMIT = 25
+AUDIT_LIMIT = 200
+
+
+def clinics_for(user) -> QuerySet[Clinic]:
+    """The clinics whose boards, patients and messages `user` may see.
+
+    A user in one or more groups named "clinic:<id>" (e.g. "clinic:3") sees those clinics only;
+    a user in no such group sees every clinic. A malformed name such as "clinic:main" still
+    limits the user but grants nothing, so a typo narrows access instead of widening it.
+    """
+    ids = _clinic_ids(user)
+    return Clinic.objects.all() if ids is None else Clinic.objects.filter(pk__in=ids)
+
+
+def _clinic_ids(user) -> frozenset[int] | None:
+    # Cached on the user object for the request, as Django's ModelBackend caches permissions.
+    if not hasattr(user, "_staff_clinic_ids"):
+        suffixes = [
+            name[len(CLINIC_GROUP_PREFIX) :].strip()
+            for name in user.groups.filter(name__startswith=CLINIC_GROUP_PREFIX).values_list("name", flat=True)
+        ]
+        user._staff_clinic_ids = (
+            frozenset(int(s) for s in suffixes if s.isdigit() and len(s) < 18) if suffixes else None
+        )
+    return user._staff_clinic_ids
+
+
+def patients_for(user) -> QuerySet[Patient]:
+    return Patient.objects.filter(clinic__in=clinics_for(user))
+
+
+def sessions_for(user) -> QuerySet[Session]:
+    return Session.objects.filter(clinic__in=clinics_for(user)).select_related(
+        "clinic", "patient", "chair", "series__protocol"
+    )
+
+
+def patients_search(*, user, query: str) -> list[Patient]:
+    """Patients whose name, MRN or phone holds every word of `query` (digits of a phone match
+    however it was typed: "602 555 0101" finds +16025550101)."""
+    words = query.split()
+    if not words:
+        return []
+    digits = "".join(ch for ch in query if ch.isdigit())
+    by_words = reduce(
+        and_,
+        (
+            Q(first_name__icontains=w) | Q(last_name__icontains=w) | Q(external_id__icontains=w) | Q(phone__contains=w)
+            for w in words
+        ),
+    )
+    found = by_words | Q(phone__contains=digits) if len(digits) >= 4 else by_words
+    return list(patients_for(user).filter(found).select_related("clinic")[:SEARCH_LIMIT])
+
+
+def board_sessions(*, clinic: Clinic, day: date) -> list[Session]:
+    """The day's sessions with what their badges need, in one query however many there are."""
+    failed = Message.objects.filter(session=OuterRef("pk"), status__in=FAILED_MESSAGE)
+    return list(
+        sessions_for_day(clinic=clinic, day=day)
+        .select_related("patient__contact_status")
+        .annotate(message_failed=Exists(failed))
+    )
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    patient: Patient
+    series: list[Series]
+    messages: list[Message]
+    inbound: list[InboundSms]
+    open_flags: list[StaffFlag]
+    audit: list[AuditEvent]
+
+    @property
+    def messages_planned(self) -> list[Message]:
+        """Still to go, soonest first."""
+        return sorted((m for m in self.messages if m.status in Message.PENDING), key=lambda m: (m.due_at, m.pk))
+
+    @property
+    def messages_done(self) -> list[Message]:
+        """Sent, failed or withdrawn, newest first."""
+        return [m for m in self.messages if m.status not in Message.PENDING]
+
+
+def patient_record(*, patient: Patient) -> PatientRecord:
+    moves = SessionMove.objects.select_related("from_chair", "to_chair", "moved_by")
+    sessions = Session.objects.select_related("chair").prefetch_related(Prefetch("moves", queryset=moves))
+    series = (
+        Series.objects.filter(patient=patient)
+        .select_related("protocol", "clinic", "created_by")
+        .prefetch_related(Prefetch("sessions", queryset=sessions.order_by("number")))
+    )
+    messages = Message.objects.filter(patient=patient).select_related("session__clinic").order_by("-due_at", "-id")
+    # A phone shared by two patients leaves the text unassigned: it still belongs on both pages.
+    texts_from = Q(patient=patient) | (Q(patient=None, from_number=patient.phone) if patient.phone else Q())
+    return PatientRecord(
+        patient=patient,
+        series=list(series),
+        messages=list(messages),
+        inbound=list(InboundSms.objects.filter(texts_from).select_related("handled_by")),
+        open_flags=list(StaffFlag.objects.filter(patient=patient, handled_at=None).select_related("session")),
+        audit=list(AuditEvent.objects.filter(patient=patient).select_related("actor", "session")[:AUDIT_LIMIT]),
+    )
+
+
+def inbound_for(user) -> QuerySet[InboundSms]:
+    """Texts the user may see: their patient's clinic is visible, or, for a text left unassigned
+    because several patients share its number, one of those patients' clinics is."""
+    patients = patients_for(user)
+    shared = Q(patient=None, from_number__in=patients.exclude(phone="").values("phone"))
+    return InboundSms.objects.filter(Q(patient__in=patients) | shared)
+
+
+def flags_for(user) -> QuerySet[StaffFlag]:
+    return StaffFlag.objects.filter(patient__in=patients_for(user))
+
+
+@dataclass(frozen=True)
+class Inbox:
+    texts: list[InboundSms]
+    flags: list[StaffFlag]
+
+
+def inbox_open(*, user) -> Inbox:
+    texts = inbound_for(user).filter(needs_staff=True, handled_at=None).select_related("patient__clinic")
+    flags = flags_for(user).filter(handled_at=None).select_related("patient__clinic", "session", "message")
+    return Inbox(texts=list(texts.order_by("received_at")), flags=list(flags.order_by("created_at")))
+
+
+def inbox_open_count(*, user) -> int:
+    texts = inbound_for(user).filter(needs_staff=True, handled_at=None).count()
+    return texts + flags_for(user).filter(handled_at=None).count()
+
+
+def outbox_for(user) -> QuerySet[OutboxText]:
+    return (
+        OutboxText.objects.filter(message__patient__in=patients_for(user))
+        .select_related("message__patient__clinic", "message__session")
+        .order_by("-created_at", "-id")
+    )

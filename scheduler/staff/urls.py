@@ -1,0 +1,29 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+
+app_name = "staff"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(template_name="staff/login.html", redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("board/<int:clinic_id>/", views.board, name="board"),
+    path("sessions/<int:session_id>/mark/", views.session_mark, name="session-mark"),
+    path("sessions/<int:session_id>/confirm/", views.session_confirm, name="session-confirm"),
+    path("sessions/<int:session_id>/cancel/", views.session_cancel, name="session-cancel"),
+    path("sessions/<int:session_id>/move/", views.session_move, name="session-move"),
+    path("patients/", views.patients, name="patients"),
+    path("patients/<int:patient_id>/", views.patient, name="patient"),
+    path("book/", views.book, name="book"),
+    path("book/<int:patient_id>/", views.book_series, name="book-series"),
+    path("inbox/", views.inbox_page, name="inbox"),
+    path("inbox/texts/<int:inbound_id>/handled/", views.inbound_handled, name="inbound-handled"),
+    path("inbox/flags/<int:flag_id>/handled/", views.flag_handled, name="flag-handled"),
+    path("outbox/", views.outbox, name="outbox"),
+]

@@ -1,0 +1,121 @@
+"""Booking a series from the page: find or register the patient, preview, book."""
+
+from datetime import datetime, time, timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from sessions.clock import local_date
+from sessions.models import AuditEvent, Patient, Series
+from tests.factories import clinic_make, patient_make, protocol_make
+
+pytestmark = pytest.mark.django_db
+
+
+def wall(day, hour: int, minute: int = 0) -> str:
+    """A datetime-local value, as the browser sends it."""
+    return datetime.combine(day, time(hour, minute)).isoformat(timespec="minutes")
+
+
+def test_search_finds_a_patient_by_name_mrn_or_phone_as_typed(scheduler, patient):
+    patient_make(patient.clinic, first_name="Jordan", last_name="Reyes")
+
+    for query in ("avery", "Lane Avery", "db-1001", "(602) 555-0101", "0101"):
+        response = scheduler.get(reverse("staff:book"), {"q": query})
+        assert response.context["found"] == [patient], query
+
+
+def test_a_new_patient_with_a_bad_phone_is_refused_by_the_models_validator(scheduler, clinic):
+    fields = {"clinic": clinic.pk, "first_name": "Casey", "last_name": "Brooks", "external_id": "DB-1005",
+              "phone": "+1555", "email": "", "language": "en"}  # fmt: skip
+
+    refused = scheduler.post(reverse("staff:book"), fields)
+    created = scheduler.post(reverse("staff:book"), {**fields, "phone": "+16025550105", "sms_consent": "on",
+                                                      "sms_consent_source": "intake form"})  # fmt: skip
+
+    assert refused.status_code == 200
+    assert refused.context["new_patient"].errors["phone"] == ["+1555 is not a valid phone number."]
+    patient = Patient.objects.get(external_id="DB-1005")
+    assert created["Location"] == reverse("staff:book-series", args=[patient.pk])
+    assert patient.sms_consent_at is not None and patient.sms_consent_source == "intake form"
+
+
+def test_preview_shows_every_session_and_books_nothing_then_book_saves_the_series(
+    scheduler, clinic, induction, patient, later
+):
+    url = reverse("staff:book-series", args=[patient.pk])
+    form = {"protocol": induction.pk, "first_start": wall(later, 9), "chair": ""}
+
+    preview = scheduler.post(url, {**form, "action": "preview"})
+
+    plan = preview.context["plan"]
+    assert plan["bookable"] and len(plan["rows"]) == 6
+    assert [row["starts"].date() for row in plan["rows"]] == [later + timedelta(days=n) for n in range(6)]
+    assert all(row["starts"].time() == time(9) and row["conflict"] is None for row in plan["rows"])
+    assert not Series.objects.exists()
+
+    booked = scheduler.post(url, {**form, "action": "book"}, follow=True)
+
+    series = Series.objects.get()
+    assert booked.redirect_chain[-1][0] == reverse("staff:patient", args=[patient.pk])
+    assert series.sessions.count() == 6 and series.created_by.username == "scheduler"
+    event = AuditEvent.objects.get(series=series)
+    assert (event.action, event.via, event.actor.username) == ("booked", "staff", "scheduler")
+    assert f"Booked Depression induction for {patient}" in [str(m) for m in booked.context["messages"]][0]
+
+
+def test_a_broken_rule_shows_next_to_the_session_and_as_a_message_on_book(scheduler, clinic, induction, patient, later):
+    url = reverse("staff:book-series", args=[patient.pk])
+    # Two hours from 17:00 run past closing time (18:00).
+    form = {"protocol": induction.pk, "first_start": wall(later, 17), "chair": ""}
+
+    preview = scheduler.post(url, {**form, "action": "preview"})
+    refused = scheduler.post(url, {**form, "action": "book"})
+
+    [row] = preview.context["plan"]["rows"]
+    assert (row["conflict"].code, row["conflict"].rule) == ("outside_opening_hours", 1)
+    assert preview.context["plan"]["unplaced"] == [2, 3, 4, 5, 6]
+    assert "Rule 1" in preview.content.decode()
+    [message] = [str(m) for m in refused.context["messages"]]
+    assert message.startswith("Not booked: Session 1: ") and "(rule 1:" in message
+    assert refused.context["plan"] is not None
+    assert not Series.objects.filter(patient=patient).exists()
+
+
+def test_a_time_the_clocks_skip_is_a_form_error(scheduler):
+    clinic = clinic_make(time_zone="America/New_York")
+    protocol = protocol_make(clinic, kind="booster")
+    patient = patient_make(clinic)
+    spring_forward = next(
+        d
+        for d in (local_date(timezone.now(), clinic.zone) + timedelta(days=n) for n in range(1, 400))
+        if d.month == 3 and d.weekday() == 6 and 8 <= d.day <= 14
+    )
+
+    response = scheduler.post(
+        reverse("staff:book-series", args=[patient.pk]),
+        {"protocol": protocol.pk, "first_start": wall(spring_forward, 2, 30), "action": "preview"},
+    )
+
+    [error] = response.context["form"].errors["first_start"]
+    assert error == f"{spring_forward} 02:30 in America/New_York does not exist (clocks go forward): pick another time."
+    assert response.context["plan"] is None
+
+
+def test_a_time_the_clocks_repeat_is_a_form_error(scheduler):
+    clinic = clinic_make(time_zone="America/New_York")
+    protocol = protocol_make(clinic, kind="booster")
+    fall_back = next(
+        d
+        for d in (local_date(timezone.now(), clinic.zone) + timedelta(days=n) for n in range(1, 400))
+        if d.month == 11 and d.weekday() == 6 and d.day <= 7
+    )
+
+    response = scheduler.post(
+        reverse("staff:book-series", args=[patient_make(clinic).pk]),
+        {"protocol": protocol.pk, "first_start": wall(fall_back, 1, 30), "action": "preview"},
+    )
+
+    [error] = response.context["form"].errors["first_start"]
+    assert "happens twice in America/New_York" in error

@@ -1,0 +1,73 @@
+"""The patient page: details, consent, series with their sessions and moves, every message,
+the patient's texts and the audit trail."""
+
+from datetime import datetime, time, timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from notifications.inbound import Incoming, inbound_handle
+from notifications.models import ContactStatus, Message
+from sessions.services import series_book, session_cancel, session_reschedule
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_shows_series_sessions_moves_messages_texts_and_the_audit_trail(
+    scheduler, clinic, induction, patient, later
+):
+    frontdesk = User.objects.create_user("frontdesk")
+    series = series_book(patient=patient, protocol=induction, first_start=datetime.combine(later, time(9)),
+                         actor=frontdesk)  # fmt: skip
+    second, third = series.sessions.filter(number__in=(2, 3)).order_by("number")
+    session_reschedule(session=second, starts_at=second.clinic.local(second.starts_at).replace(hour=14, tzinfo=None),
+                       reason="school run", actor=frontdesk)  # fmt: skip
+    session_cancel(session=third, reason="away", actor=frontdesk)
+    Message.objects.filter(session=second, status=Message.Status.PLANNED).update(
+        status=Message.Status.FAILED, reason="Twilio 400 21211"
+    )
+    ContactStatus.objects.create(
+        patient=patient, phone=patient.phone, sms_problem="21211", sms_problem_at=timezone.now()
+    )
+    inbound_handle(incoming=Incoming(sid="SM7", from_number=patient.phone, to_number="", body="Running late"))
+
+    response = scheduler.get(reverse("staff:patient", args=[patient.pk]))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    record = response.context["record"]
+    assert [s.pk for s in record.series] == [series.pk]
+    assert [s.status for s in record.series[0].sessions.all()][:3] == ["booked", "booked", "cancelled"]
+    assert "14:00" in html and "school run" in html and "away" in html
+    assert {m.status for m in record.messages} >= {"planned", "failed", "cancelled"}
+    assert "Twilio 400 21211" in html and "Booking confirmation" in html and "Reminder" in html
+    assert "Invalid phone number" in html
+    assert [t.body for t in record.inbound] == ["Running late"] and "Running late" in html
+    assert [e.action for e in record.audit][::-1] == ["booked", "moved", "cancelled"]
+    assert "frontdesk" in html
+
+
+def test_a_nurse_sees_the_patient_page_but_no_booking_button(nurse, patient):
+    response = nurse.get(reverse("staff:patient", args=[patient.pk]))
+
+    assert response.status_code == 200
+    assert "Book a series" not in response.content.decode()
+
+
+def test_the_page_runs_the_same_queries_for_one_series_or_three(scheduler, clinic, induction, booster, patient, later):
+    def queries_for_page() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert scheduler.get(reverse("staff:patient", args=[patient.pk])).status_code == 200
+        return len(queries)
+
+    series_book(patient=patient, protocol=induction, first_start=datetime.combine(later, time(9)))
+    one = queries_for_page()
+    for week in (2, 3):
+        start = datetime.combine(later + timedelta(weeks=week), time(9))
+        series_book(patient=patient, protocol=induction if week == 2 else booster, first_start=start)
+
+    assert queries_for_page() == one
