@@ -27,16 +27,16 @@ def document_error_responses(result: dict[str, Any], generator: Any, request: An
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas.setdefault("ErrorDetail", _DETAIL)
     schemas.setdefault("FieldErrors", _FIELD_ERRORS)
-    for path, operations in result.get("paths", {}).items():
+    for operations in result.get("paths", {}).values():
         for operation in operations.values():
             responses = operation["responses"]
-            for code, description, component in _refusals(path, operation):
+            for code, description, component in _refusals(operation):
                 responses.setdefault(code, _response(description, component))
             operation["responses"] = dict(sorted(responses.items()))
     return result
 
 
-def _refusals(path: str, operation: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+def _refusals(operation: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
     parameters = operation.get("parameters", [])
     if "requestBody" in operation or any(p["in"] == "query" for p in parameters):
         yield "400", "Bad input: the fields at fault, each with what is wrong.", "FieldErrors"

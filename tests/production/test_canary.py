@@ -176,7 +176,7 @@ def patient_link_route_exists() -> bool:
 
 
 @pytest.mark.usefixtures("web_side")
-def test_a_canary_patients_name_and_mrn_reach_no_redis_log_text_or_email_subject(
+def test_a_canary_patients_name_and_mrn_reach_no_redis_log_text_or_email(
     client, processes, redis, redis_monitor, twilio, smtp, caplog
 ):
     clinic = always_open_clinic(time_zone="America/New_York", sender_name="Harbor Wellness")
@@ -259,7 +259,7 @@ def test_a_canary_patients_name_and_mrn_reach_no_redis_log_text_or_email_subject
         "email subject, body and invite": email_parts(email),
         "patient link page": link_page,
     }
-    assert {place: canary_in(text) for place, text in places.items() if canary_in(text)} == {}
+    assert {place: canary_in(content) for place, content in places.items() if canary_in(content)} == {}
 
     # The search works and the places were really searched: the database holds the canary, the
     # broker carried the send task (its base64 body decoded), and the workers logged the send.
