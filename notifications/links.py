@@ -22,10 +22,12 @@ def link_create(*, session: Session, message: Message | None = None) -> str:
     return token
 
 
-def link_session(*, token: str) -> Session | None:
+def link_session(*, token: str, related: tuple[str, ...] = ()) -> Session | None:
+    """The session a token opens, with `related` (paths from the session) loaded in the same query."""
     if not 10 <= len(token) <= 64:
         return None
-    link = PatientLink.objects.select_related("session").filter(token_hash=token_hash(token)).first()
+    joins = ["session", *(f"session__{path}" for path in related)]
+    link = PatientLink.objects.select_related(*joins).filter(token_hash=token_hash(token)).first()
     return link.session if link else None
 
 

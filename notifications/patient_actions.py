@@ -36,10 +36,10 @@ class LinkRefused(Exception):
 
 def link_page_session(*, token: str, now: datetime) -> Session | None:
     """The session a token opens; None for an unknown token or a session that is over."""
-    found = link_session(token=token)
+    found = link_session(token=token, related=("clinic", "patient__clinic", "series__protocol"))
     if found is None or found.ends_at <= now:
         return None
-    return Session.objects.select_related("clinic", "patient", "series__protocol").get(pk=found.pk)
+    return found
 
 
 def link_may_act(*, session: Session, now: datetime) -> bool:

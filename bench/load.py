@@ -1,0 +1,235 @@
+"""Load: gunicorn on loopback with production settings, driven by the asyncio client of
+bench/http_load.py. The patient link page at 32 concurrent clients, and the booking API booking
+6-session series with auto-placement across four clinics; afterwards the database must hold no
+overlapping sessions on a chair or for a patient.
+
+`scripts/chaos.py` runs the same booking load while it kills the worker and restarts Redis.
+"""
+
+import json
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+from django.contrib.auth.models import Group as UserGroup
+from django.contrib.auth.models import User
+from django.db import connection
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from notifications import links
+from sessions.models import Chair, Clinic, OpeningHours, Patient, Protocol, Session
+from sessions.services import series_book
+from tests.processes import RedisServer, free_port, wait_until
+
+from .http_load import Outcome, Request, run_load
+from .measure import Group, Options, Row, Target, Throughput
+
+ROOT = Path(__file__).resolve().parent.parent
+CLINICS = 4
+PATIENTS_PER_CLINIC = 3_000
+LINK_CLIENTS = 32
+LINK_SECONDS = 10
+LINK_PER_SECOND = 300
+LINK_P99_MS = 100
+BOOKING_CLIENTS = 12
+BOOKING_SECONDS = 15
+BOOKING_PER_SECOND = 50
+
+
+@dataclass
+class LoadSite:
+    """What the load needs: clinics with patients and a staff token, and a patient link."""
+
+    clinics: list[Clinic]
+    patients: dict[int, list[int]]
+    protocols: dict[int, int]
+    token: str
+    link_token: str
+
+
+def load_benchmarks(options: Options) -> Group:
+    group = Group(title="Load", description="")
+    site = site_build()
+    with own_redis() as redis, web_server(redis.url) as port:
+        links_outcome = link_page_load(port, site)
+        booking = booking_load(port, site, seconds=BOOKING_SECONDS, clients=BOOKING_CLIENTS)
+    overlaps = overlap_pairs()
+    group.rows += [
+        Row(f"patient link page: latency at {LINK_CLIENTS} clients", _latencies_ms(links_outcome)),
+        Row(f"patient link page: p99 latency at {LINK_CLIENTS} clients", [links_outcome.percentile(99)],
+            Target(median_ms=LINK_P99_MS, wording=f"p99 ≤ {LINK_P99_MS} ms")),
+        Row(f"patient link page: {links_outcome.per_second():.0f} requests/s", [_per_item_ms(links_outcome, 1000)],
+            Throughput(items=1000, per_second=LINK_PER_SECOND, unit="requests")),
+        Row(f"booking API: {booking.per_second():.0f} series/s booked ({BOOKING_CLIENTS} clients)",
+            [_per_item_ms(booking, 100, statuses=(201,))],
+            Throughput(items=100, per_second=BOOKING_PER_SECOND, unit="series")),
+    ]  # fmt: skip
+    group.description = (
+        f"gunicorn ({_gunicorn_shape()}) with scheduler.settings.production on 127.0.0.1, the load generator "
+        f"in the bench process on the same 2 cores. Link page: {links_outcome.count:,} GETs in "
+        f"{links_outcome.elapsed:.1f} s, statuses {links_outcome.statuses}, errors {links_outcome.errors}. "
+        f"Booking: {booking.count:,} POST /api/series/ (6-session induction, auto-placed, {CLINICS} clinics) in "
+        f"{booking.elapsed:.1f} s, statuses {booking.statuses} (409: the slot asked for was taken), "
+        f"errors {booking.errors}; latency median {booking.percentile(50):.0f} ms, "
+        f"p99 {booking.percentile(99):.0f} ms. "
+        f"Afterwards, overlapping sessions on a chair or for a patient: {overlaps}."
+    )
+    if overlaps:
+        group.notes.append(f"OVERLAPS FOUND: {overlaps}")
+    return group
+
+
+def site_build(*, clinics: int = CLINICS, patients: int = PATIENTS_PER_CLINIC, texts: bool = False) -> LoadSite:
+    """Clinics open 07:00–19:00 every day with 24 chairs, many patients (texted only with `texts`),
+    a staff token and one patient link."""
+    built = []
+    by_clinic: dict[int, list[int]] = {}
+    protocols: dict[int, int] = {}
+    for n in range(clinics):
+        clinic = Clinic.objects.create(
+            name=f"Load clinic {n}", time_zone="America/Phoenix", phone="+16025550100", address="1 Main St",
+            sender_name="Desert Bloom", turnover_buffer_minutes=15, max_starts_per_slot=4,
+        )  # fmt: skip
+        OpeningHours.objects.bulk_create(
+            OpeningHours(clinic=clinic, weekday=d, opens=time(7), closes=time(19)) for d in range(7)
+        )
+        Chair.objects.bulk_create(Chair(clinic=clinic, name=f"Chair {c:02d}") for c in range(1, 25))
+        protocol = Protocol.objects.create(
+            clinic=clinic, name="Depression induction", patient_name="Wellness series", session_count=6,
+            chair_minutes=120, min_gap_days=1, max_gap_days=4,
+        )  # fmt: skip
+        Patient.objects.bulk_create(
+            Patient(clinic=clinic, first_name="Load", last_name=f"Patient {n}-{p}", external_id=f"L{n}-{p}",
+                    phone=f"+1602{n + 2}{p:06d}", email="", sms_enabled=texts, email_enabled=False)
+            for p in range(patients)
+        )  # fmt: skip
+        by_clinic[clinic.pk] = list(Patient.objects.filter(clinic=clinic).values_list("pk", flat=True))
+        protocols[clinic.pk] = protocol.pk
+        built.append(clinic)
+    user = User.objects.create_user("load", is_staff=True)
+    user.groups.add(UserGroup.objects.get(name="Scheduler"))
+    token = Token.objects.create(user=user).key
+    patient = Patient.objects.get(pk=by_clinic[built[0].pk].pop())
+    start = (timezone.now() + timedelta(days=300)).astimezone(built[0].zone).replace(hour=9, minute=0, tzinfo=None)
+    series = series_book(patient=patient, protocol=Protocol.objects.get(pk=protocols[built[0].pk]), first_start=start)
+    link_token = links.link_create(session=series.sessions.get(number=1))
+    return LoadSite(built, by_clinic, protocols, token, link_token)
+
+
+@contextmanager
+def web_server(redis_url: str, **extra: str) -> Iterator[int]:
+    """gunicorn with production settings (HTTP on loopback: no TLS redirect), stopped afterwards."""
+    port = free_port()
+    db = connection.settings_dict
+    database = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "scheduler.settings.production",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "DJANGO_SECURE_SSL_REDIRECT": "false",
+        "DATABASE_URL": database,
+        "REDIS_URL": redis_url,
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": os.environ.get("LOAD_GUNICORN_WORKERS", "3"),
+        "GUNICORN_THREADS": os.environ.get("LOAD_GUNICORN_THREADS", "4"),
+        # One address sends everything here: lift the per-address limits a real patient never meets.
+        "LINK_RATE_PER_IP": "100000000",
+        "LINK_RATE_BAD_TOKENS_PER_IP": "100000000",
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "scheduler.wsgi"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: _answers(port), 30, "gunicorn to answer")
+        yield port
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def link_page_load(port: int, site: LoadSite) -> Outcome:
+    request: Request = ("GET", f"/r/{site.link_token}", {}, b"")
+    run_load(port, lambda: request, clients=LINK_CLIENTS, seconds=2)  # warm every worker up
+    return run_load(port, lambda: request, clients=LINK_CLIENTS, seconds=LINK_SECONDS)
+
+
+def booking_load(port: int, site: LoadSite, *, seconds: float, clients: int, keep: bool = False) -> Outcome:
+    """POST /api/series/ for patients not booked yet, at random first starts on the slot grid."""
+    rng = random.Random(7)
+    headers = {"Authorization": f"Token {site.token}", "Content-Type": "application/json"}
+    today = timezone.now().date()
+
+    def booking() -> Request:
+        clinic = rng.choice(site.clinics)
+        patient = site.patients[clinic.pk].pop()
+        day = today + timedelta(days=rng.randint(2, 120))
+        first = datetime.combine(day, time(7)) + timedelta(minutes=15 * rng.randint(0, 40))
+        body = {"patient": patient, "protocol": site.protocols[clinic.pk], "first_start": first.isoformat()}
+        return "POST", "/api/series/", headers, json.dumps(body).encode()
+
+    return run_load(port, booking, clients=clients, seconds=seconds, keep=keep)
+
+
+def overlap_pairs() -> int:
+    """Holding sessions that overlap on one chair (turnover included) or for one patient."""
+    holding = list(Session.HOLDING)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT
+                 (SELECT count(*) FROM booking_session a JOIN booking_session b ON a.chair_id = b.chair_id
+                   AND a.id < b.id AND a.starts_at < b.chair_free_at AND b.starts_at < a.chair_free_at
+                   WHERE a.status = ANY(%s) AND b.status = ANY(%s))
+               + (SELECT count(*) FROM booking_session a JOIN booking_session b ON a.patient_id = b.patient_id
+                   AND a.id < b.id AND a.starts_at < b.ends_at AND b.starts_at < a.ends_at
+                   WHERE a.status = ANY(%s) AND b.status = ANY(%s))""",
+            [holding] * 4,
+        )
+        return cursor.fetchone()[0]
+
+
+def _answers(port: int) -> bool:
+    try:
+        outcome = run_load(port, lambda: ("GET", "/healthz", {}, b""), clients=1, seconds=0.01)
+    except OSError:
+        return False
+    return outcome.count > 0
+
+
+@contextmanager
+def own_redis() -> Iterator[RedisServer]:
+    with TemporaryDirectory(prefix="load-redis-") as folder:
+        server = RedisServer(Path(folder)).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def _latencies_ms(outcome: Outcome) -> list[float]:
+    return [latency * 1000 for latency in outcome.latencies]
+
+
+def _per_item_ms(outcome: Outcome, items: int, statuses: tuple[int, ...] | None = None) -> float:
+    """How long `items` took at the rate the run achieved (counting only the given statuses)."""
+    done = sum(n for s, n in outcome.statuses.items() if statuses is None or s in statuses)
+    return items / (done / outcome.elapsed) * 1000 if done else float("inf")
+
+
+def _gunicorn_shape() -> str:
+    workers = os.environ.get("LOAD_GUNICORN_WORKERS", "3")
+    threads = os.environ.get("LOAD_GUNICORN_THREADS", "4")
+    return f"{workers} workers × {threads} threads"
