@@ -116,9 +116,9 @@ def site_build(*, clinics: int = CLINICS, patients: int = PATIENTS_PER_CLINIC, t
         by_clinic[clinic.pk] = list(Patient.objects.filter(clinic=clinic).values_list("pk", flat=True))
         protocols[clinic.pk] = protocol.pk
         built.append(clinic)
-    user = User.objects.create_user("load", is_staff=True)
+    user, _ = User.objects.get_or_create(username="load", defaults={"is_staff": True})
     user.groups.add(UserGroup.objects.get(name="Scheduler"))
-    token = Token.objects.create(user=user).key
+    token = Token.objects.get_or_create(user=user)[0].key
     patient = Patient.objects.get(pk=by_clinic[built[0].pk].pop())
     start = (timezone.now() + timedelta(days=300)).astimezone(built[0].zone).replace(hour=9, minute=0, tzinfo=None)
     series = series_book(patient=patient, protocol=Protocol.objects.get(pk=protocols[built[0].pk]), first_start=start)

@@ -27,7 +27,7 @@ from notifications import inbox
 from sessions import selectors as booking_selectors
 from sessions import services
 from sessions.calendar import BookingConflict
-from sessions.models import Clinic, Session
+from sessions.models import AuditEvent, Clinic, Session
 
 from . import forms, selectors
 from .board import board_build
@@ -190,7 +190,9 @@ def session_move(request: HttpRequest, session_id: int) -> HttpResponse:
             messages.success(request, f"{session.patient}: session {session.number} moved to {when:%a %d %b %H:%M}.")
             return redirect(_board_url(session.clinic_id, when.date()))
         return redirect("staff:session-move", session_id=session.pk)
-    return _render(request, "staff/move.html", {"session": session, "days": _slot_days(session)}, section="board")
+    history = AuditEvent.objects.filter(session=session).select_related("actor")
+    context = {"session": session, "days": _slot_days(session), "history": history}
+    return _render(request, "staff/move.html", context, section="board")
 
 
 def _slot_days(session: Session) -> list[tuple[date, list[dict]]]:

@@ -71,3 +71,22 @@ def test_the_page_runs_the_same_queries_for_one_series_or_three(scheduler, clini
         series_book(patient=patient, protocol=induction if week == 2 else booster, first_start=start)
 
     assert queries_for_page() == one
+
+
+def test_a_sessions_history_is_on_its_move_page(clinic, induction, patient):
+    from datetime import datetime, timedelta
+
+    from sessions.services import series_book, session_reschedule
+
+    from .builders import client_as, staff_user
+
+    user = staff_user("Scheduler")
+    day = (datetime.now() + timedelta(days=3)).replace(hour=10, minute=0, second=0, microsecond=0)
+    series = series_book(patient=patient, protocol=induction, first_start=day, actor=user)
+    second = series.sessions.get(number=2)
+    session_reschedule(session=second, starts_at=second.starts_at + timedelta(hours=3), reason="school run", actor=user)
+
+    page = client_as(user).get(f"/staff/sessions/{second.pk}/move/").content.decode()
+
+    assert "History of this session" in page
+    assert "school run" in page and "scheduler" in page
