@@ -28,8 +28,12 @@ class Options:
 class Target:
     median_ms: float
     p95_ms: float | None = None
+    # How the target reads when it is derived from another row ("≤ 1.5 × the 10k table's").
+    wording: str | None = None
 
     def describe(self) -> str:
+        if self.wording:
+            return self.wording
         text = f"median ≤ {self.median_ms:g} ms"
         return text if self.p95_ms is None else f"{text}, p95 ≤ {self.p95_ms:g} ms"
 
@@ -37,11 +41,30 @@ class Target:
         return median <= self.median_ms and (self.p95_ms is None or p95 <= self.p95_ms)
 
 
+@dataclass(frozen=True)
+class Throughput:
+    """A target for a whole run of `items` (texts, say): at least `per_second` of them a second."""
+
+    items: int
+    per_second: float
+    unit: str
+
+    @property
+    def limit_ms(self) -> float:
+        return self.items / self.per_second * 1000
+
+    def describe(self) -> str:
+        return f"≥ {self.per_second:g} {self.unit}/s: {self.items:,} in ≤ {self.limit_ms:,.0f} ms"
+
+    def met_by(self, median: float, p95: float) -> bool:
+        return median <= self.limit_ms
+
+
 @dataclass
 class Row:
     name: str
     samples_ms: list[float]
-    target: Target | None = None
+    target: Target | Throughput | None = None
 
     @property
     def median_ms(self) -> float:

@@ -60,7 +60,9 @@ def document(groups: list[Group], facts: list[tuple[str, str]], run_seconds: flo
         "the reminder tick, one broker publish after commit, is off unless `REMINDER_KICK_ON_BOOKING=true`: "
         "no worker drains the bench's queue. `--profile` prints where each benchmark spends its time "
         "(cProfile); `--check` exits 1 when a target is missed. To add a benchmark group, write a "
-        "function that returns a `bench.measure.Group` and list it in `bench/run.py`.",
+        "function that returns a `bench.measure.Group` and list it in `bench/run.py`. The Reminders group "
+        "also needs `redis-server` on the PATH: it starts a Redis of its own and real `celery worker` "
+        "processes, and never touches the Redis of `REDIS_URL`.",
     ]
     for group in groups:
         parts += [f"## {group.title}", group.description, table(group.rows)]

@@ -1,4 +1,4 @@
-"""`make bench`: benchmarks of the booking core on PostgreSQL.
+"""`make bench`: benchmarks of the booking core and the reminder pipeline on PostgreSQL.
 
 Sets Django up on the benchmark database (see bench/database.py), runs every group in
 `groups()`, prints their tables and rewrites docs/benchmarks.md from them.
@@ -22,8 +22,11 @@ from bench.measure import Group, Options  # noqa: E402
 def groups() -> list[Callable[[Options], Group]]:
     """Every benchmark group, in the order of the report. Imported here: they need Django set up."""
     from bench.booking import booking_benchmarks
+    from bench.load import load_benchmarks
+    from bench.pages import page_benchmarks
+    from bench.reminders import reminder_benchmarks
 
-    return [booking_benchmarks]
+    return [booking_benchmarks, reminder_benchmarks, page_benchmarks, load_benchmarks]
 
 
 def main(argv: list[str] | None = None) -> int:

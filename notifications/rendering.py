@@ -54,7 +54,9 @@ def _values(message: Message, token: str, language: str) -> dict[str, str]:
     session = message.session
     clinic = session.clinic
     local = session.starts_at.astimezone(clinic.zone)
-    booked = session.series.sessions.filter(status__in=session.UPCOMING).count() or 1
+    count = session.series.protocol.session_count
+    if message.purpose == Purpose.BOOKED:
+        count = session.series.sessions.filter(status__in=session.UPCOMING).count() or 1
     return {
         "clinic": clinic.sender_name,
         "date": local_date_text(local, language),
@@ -63,7 +65,7 @@ def _values(message: Message, token: str, language: str) -> dict[str, str]:
         "phone": clinic.phone,
         "address": clinic.address,
         "number": str(session.number),
-        "count": str(booked if message.purpose == Purpose.BOOKED else session.series.protocol.session_count),
+        "count": str(count),
         "visit": session.series.protocol.patient_name,
     }
 

@@ -13,3 +13,10 @@ def reminder_tick() -> None:
 @shared_task(ignore_result=True)
 def send_message(message_id: int) -> None:
     sending.message_send(message_id=message_id)
+
+
+@shared_task(ignore_result=True)
+def dispatch_sends(message_ids: list[int]) -> None:
+    """Fan a chunk of claimed ids out to one send task each, so the tick publishes a few tasks
+    instead of a thousand and every text still has a task (and a timeout) of its own."""
+    sending.enqueue_sends(message_ids)

@@ -70,6 +70,7 @@ DATABASES = {
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker and beat share one SQLite file in development: wait for the lock instead of
     # failing at once, and take it at BEGIN so a read never has to upgrade mid-transaction.
@@ -123,6 +124,9 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fix-up otherwise closes the database connection around every task: a new
+# PostgreSQL connection per text was the largest cost of sending (see docs/benchmarks.md).
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 # Rather than hold a Redis connection through a long run of sends, prefetch few: a killed worker
 # then strands little, and the tick's lease hands what it stranded to another worker.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
