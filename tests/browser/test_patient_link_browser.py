@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.utils import timezone
+from playwright.sync_api import sync_playwright
 
 from notifications.links import link_create
 from sessions.clock import local_date, wall_clock
@@ -14,15 +15,12 @@ from sessions.models import AuditEvent, Session
 from sessions.services import series_book
 from tests.factories import clinic_make, patient_make, protocol_make
 
-playwright = pytest.importorskip("playwright.sync_api")
-
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium: make browser"),
 ]
 
 
@@ -50,7 +48,7 @@ def test_a_patient_confirms_then_moves_the_visit_on_a_phone(live_server):
     session, token = visit_link()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
-    with playwright.sync_playwright() as driver:
+    with sync_playwright() as driver:
         browser = driver.chromium.launch(
             executable_path=CHROMIUM,
             args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],

@@ -11,6 +11,7 @@ import pytest
 from django.db import connections
 from django.test import TestCase
 from django.utils import timezone
+from playwright.sync_api import sync_playwright
 
 from notifications import sending
 from notifications.inbound import Incoming, inbound_handle
@@ -21,15 +22,12 @@ from sessions.models import Clinic, Patient, Protocol, Series, Session
 from sessions.services import series_book, session_confirm
 from tests.factories import patient_make
 
-playwright = pytest.importorskip("playwright.sync_api")
-
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium: make browser"),
 ]
 
 
@@ -88,7 +86,7 @@ def test_a_scheduler_books_moves_and_cancels_from_the_pages(live_server):
     fill_the_day(clinic, day)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
-    with playwright.sync_playwright() as driver:
+    with sync_playwright() as driver:
         browser = driver.chromium.launch(
             executable_path=CHROMIUM,
             args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
