@@ -1,7 +1,7 @@
 """Fixed-window counters in Django's cache (Redis in production), shared by every web process.
 
-A window is one cache key per counter and window number; `add` starts it at zero with an expiry
-and `incr` counts atomically, so two processes never lose a hit between them.
+A window is one cache key per counter and window number; `incr` counts atomically and `add`
+opens a window with its expiry, so two processes never lose a hit between them.
 """
 
 import time
@@ -18,12 +18,11 @@ def _key(name: str) -> tuple[str, int]:
 def rate_hit(name: str, *, limit: int) -> bool:
     """Count one hit on `name`; True while the window has had no more than `limit` hits."""
     key, window = _key(name)
-    cache.add(key, 0, timeout=window + 1)
+    # Counting first is one round trip while the window is open; only its first hit also adds.
     try:
         count = cache.incr(key)
-    except ValueError:  # the window expired between add and incr: this hit opens the next one
-        cache.add(key, 1, timeout=window + 1)
-        count = 1
+    except ValueError:  # no such window yet: open it, unless another process just did
+        count = 1 if cache.add(key, 1, timeout=window + 1) else cache.incr(key)
     return count <= limit
 
 
