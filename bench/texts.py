@@ -46,12 +46,6 @@ WORKERS = (
     WorkerSetup("2 workers × threads 8", THREADS_8, processes=2),
     WorkerSetup("1 worker × threads 8", THREADS_8),
     WorkerSetup("1 worker × prefork 2 (docker-compose's worker on 2 cores)", ("--pool=prefork", "--concurrency=2")),
-    WorkerSetup(
-        "2 workers × threads 8, database connections kept between tasks (prototype)",
-        THREADS_8,
-        processes=2,
-        environment={"DJANGO_SETTINGS_MODULE": "bench.worker_settings"},
-    ),
 )
 # Texts sent before the timed run: each pool process or thread has connected and imported.
 WARMUP_TEXTS = 50
