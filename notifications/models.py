@@ -26,6 +26,11 @@ class Purpose(models.TextChoices):
     REMINDER = "reminder", "Reminder"
     MOVED = "moved", "Moved notice"
     CANCELLED = "cancelled", "Cancellation notice"
+    CANCEL_ALL = "cancel_all", "Series cancellation notice"
+
+
+# Notices about visits that no longer happen: sent although (because) the session is cancelled.
+CANCELLATIONS = (Purpose.CANCELLED, Purpose.CANCEL_ALL)
 
 
 class ReminderRule(models.Model):

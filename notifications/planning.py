@@ -66,6 +66,17 @@ def messages_plan_cancellation(*, session: Session, now: datetime | None = None)
     return _save(_notice(session, Purpose.CANCELLED, now)) if told else []
 
 
+def messages_plan_series_cancellation(*, sessions: list[Session], now: datetime | None = None) -> list[Message]:
+    """A whole series cancelled: one notice, on its first cancelled visit, not one per visit
+    (its sessions' pending messages were withdrawn as each was cancelled)."""
+    if not sessions:
+        return []
+    now = now or timezone.now()
+    first = min(sessions, key=lambda s: s.starts_at)
+    told = Message.objects.filter(session__series_id=first.series_id, status__in=Message.WENT_OUT).exists()
+    return _save(_notice(first, Purpose.CANCEL_ALL, now)) if told else []
+
+
 def messages_withdraw(*, session: Session, reason: str, now: datetime | None = None) -> int:
     """Cancel the session's messages that have not gone out. A claimed one whose task is already
     queued finds itself cancelled when the worker looks, and sends nothing."""

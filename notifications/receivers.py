@@ -24,12 +24,19 @@ def on_session_moved(sender: Any, session: Session, now: datetime, **kwargs: Any
 
 @receiver(signals.session_status_changed)
 def on_session_status_changed(sender: Any, session: Session, now: datetime, **kwargs: Any) -> None:
-    if session.status == Session.Status.CANCELLED:
+    if session.status == Session.Status.CANCELLED and kwargs.get("with_series"):
+        planning.messages_withdraw(session=session, reason="series cancelled", now=now)
+    elif session.status == Session.Status.CANCELLED:
         planning.messages_plan_cancellation(session=session, now=now)
     elif session.status not in Session.UPCOMING:
         # Arrived, completed or no-show: nothing left to remind of.
         reason = f"session {session.get_status_display().lower()}"
         planning.messages_withdraw(session=session, reason=reason, now=now)
+
+
+@receiver(signals.series_cancelled)
+def on_series_cancelled(sender: Any, sessions: list[Session], now: datetime, **kwargs: Any) -> None:
+    planning.messages_plan_series_cancellation(sessions=sessions, now=now)
 
 
 @receiver(post_save, sender=Clinic)

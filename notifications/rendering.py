@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from .models import Channel, Message, Purpose
+from .models import CANCELLATIONS, Channel, Message, Purpose
 from .transports.email import Invite
 from .wording import default_wording, fill, fits_one_segment, local_date_text, local_time_text, wording_for
 
@@ -35,9 +35,11 @@ def render(message: Message, *, token: str) -> Rendered | None:
     if message.channel == Channel.EMAIL:
         wording = wording_for(session, message.purpose, Channel.EMAIL, language)
         body = fill(wording.body, values)
-        if message.purpose != Purpose.CANCELLED and session.series.protocol.preparation_instructions:
+        if message.purpose not in CANCELLATIONS and session.series.protocol.preparation_instructions:
             body += "\n\n" + session.series.protocol.preparation_instructions
-        return Rendered(fill(wording.subject, values), body, _invite(message))
+        # A series' cancellation names no single visit: no calendar event to send or withdraw.
+        invite = None if message.purpose == Purpose.CANCEL_ALL else _invite(message)
+        return Rendered(fill(wording.subject, values), body, invite)
     candidates = [
         wording_for(session, message.purpose, Channel.SMS, language).body,
         default_wording(message.purpose, Channel.SMS, language).body,

@@ -22,7 +22,7 @@ from django.utils import timezone
 from sessions.models import Patient, Session
 
 from . import links
-from .models import Channel, ContactStatus, Heartbeat, Message, Purpose, StaffFlag
+from .models import CANCELLATIONS, Channel, ContactStatus, Heartbeat, Message, StaffFlag
 from .rendering import Rendered, render
 from .transports.base import TransportError
 from .transports.email import send_email
@@ -221,7 +221,7 @@ def _refusal(message: Message, patient: Patient, now: datetime) -> tuple[str, st
     session: Session = message.session
     if now >= message.expires_at:
         return Status.EXPIRED, "not sent before the session started"
-    if message.purpose != Purpose.CANCELLED:
+    if message.purpose not in CANCELLATIONS:
         if session.status not in Session.UPCOMING:
             return Status.CANCELLED, f"session {session.get_status_display().lower()}"
         if session.version != message.session_version:

@@ -13,7 +13,7 @@ from datetime import datetime
 from sessions.models import Session
 from sessions.validators import clinical_words_in
 
-from .models import Channel, MessageTemplate, Purpose
+from .models import CANCELLATIONS, Channel, MessageTemplate, Purpose
 
 SMS_LIMIT = 160
 
@@ -53,6 +53,8 @@ _SMS = {
     "STOP para salir",
     ("cancelled", "en"): "{clinic}: your visit {date} {time} is cancelled. Questions: {phone}. STOP to end",
     ("cancelled", "es"): "{clinic}: su cita {date} {time} fue cancelada. Dudas: {phone}. STOP para salir",
+    ("cancel_all", "en"): "{clinic}: your visits from {date} {time} on are cancelled. Questions: {phone}. STOP to end",
+    ("cancel_all", "es"): "{clinic}: sus citas desde {date} {time} fueron canceladas. Dudas: {phone}. STOP para salir",
 }
 
 _EMAIL_SUBJECT = {
@@ -64,6 +66,8 @@ _EMAIL_SUBJECT = {
     ("moved", "es"): "Su cita en {clinic} cambio al {date}",
     ("cancelled", "en"): "Your visit at {clinic} on {date} is cancelled",
     ("cancelled", "es"): "Su cita en {clinic} del {date} fue cancelada",
+    ("cancel_all", "en"): "Your visits at {clinic} are cancelled",
+    ("cancel_all", "es"): "Sus citas en {clinic} fueron canceladas",
 }
 
 _EMAIL_BODY = {
@@ -81,6 +85,11 @@ _EMAIL_INTRO = {
     ("moved", "es"): "Su cita tiene un nuevo horario.",
     ("cancelled", "en"): "Your visit has been cancelled. Call us to book a new time.",
     ("cancelled", "es"): "Su cita fue cancelada. Llamenos para reservar otra.",
+    (
+        "cancel_all",
+        "en",
+    ): "Your remaining visits have been cancelled, starting with this one. Call us to book new times.",
+    ("cancel_all", "es"): "Sus citas pendientes fueron canceladas, desde esta. Llamenos para reservar otras.",
 }
 
 
@@ -129,7 +138,7 @@ def template_problems(template: MessageTemplate) -> dict[str, str]:
 
 
 def _sms_problems(template: MessageTemplate) -> dict[str, str]:
-    needed = {"link"} if template.purpose != Purpose.CANCELLED else set()
+    needed = {"link"} if template.purpose not in CANCELLATIONS else set()
     missing = needed - placeholders_in(template.body)
     if missing or "STOP" not in template.body:
         return {"body": "A text must carry the patient link ({link}) and say how to stop (STOP)."}

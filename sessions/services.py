@@ -235,7 +235,8 @@ def series_cancel(
     now = now or timezone.now()
     with transaction.atomic():
         series = Series.objects.select_for_update().get(pk=series.pk)
-        for session in Session.objects.select_for_update().filter(series=series, status__in=Session.UPCOMING):
+        cancelled = list(Session.objects.select_for_update().filter(series=series, status__in=Session.UPCOMING))
+        for session in cancelled:
             session.cancellation_reason = reason
             _set_status(
                 session,
@@ -245,9 +246,11 @@ def series_cancel(
                 actor=actor,
                 detail=reason,
                 extra=["cancellation_reason"],
+                with_series=True,
             )
         series.status = Series.Status.CANCELLED
         series.save(update_fields=["status"])
+        signals.series_cancelled.send(sender=Series, series=series, sessions=cancelled, now=now)
     return series
 
 
@@ -411,7 +414,15 @@ def _move(session: Session, slot: Slot, clinic: Clinic, *, reason: str, via: str
 
 
 def _set_status(
-    session: Session, status: str, now: datetime, *, via: str, actor, detail: str = "", extra: Sequence[str] = ()
+    session: Session,
+    status: str,
+    now: datetime,
+    *,
+    via: str,
+    actor,
+    detail: str = "",
+    extra: Sequence[str] = (),
+    with_series: bool = False,
 ) -> None:
     previous = session.status
     session.status = status
@@ -420,7 +431,9 @@ def _set_status(
     audit_record(
         patient=session.patient_id, session=session, action=status, via=via, actor=actor, at=now, detail=detail
     )
-    signals.session_status_changed.send(sender=Session, session=session, previous_status=previous, now=now)
+    signals.session_status_changed.send(
+        sender=Session, session=session, previous_status=previous, now=now, with_series=with_series
+    )
 
 
 def audit_record(

@@ -11,5 +11,8 @@ from django.dispatch import Signal
 sessions_booked = Signal()
 # session: Session (already moved), previous_starts_at: datetime
 session_moved = Signal()
-# session: Session (new status saved), previous_status: str
+# session: Session (new status saved), previous_status: str; with_series: True when the whole
+# series is being cancelled (series_cancelled follows)
 session_status_changed = Signal()
+# series: Series, sessions: list[Session] (the ones this cancelled)
+series_cancelled = Signal()

@@ -169,3 +169,22 @@ def test_notices_in_quiet_hours_wait_for_the_morning(moment):
     assert shifted >= moment
     assert time(9) <= shifted.astimezone(_NEW_YORK).time() < time(20)
     assert shifted - moment < timedelta(hours=14, minutes=1)
+
+
+def test_cancelling_a_series_sends_one_notice_not_one_per_visit(now):
+    from sessions.services import series_cancel
+
+    clinic = clinic_make()
+    series = series_book(
+        patient=patient_make(clinic), protocol=protocol_make(clinic, kind="induction"),
+        first_start=datetime(2026, 1, 7, 10), now=now,
+    )  # fmt: skip
+    Message.objects.filter(session__series=series, purpose=Purpose.BOOKED).update(status=Status.SENT)
+
+    series_cancel(series=series, reason="patient moved away", now=now)
+
+    pending = Message.objects.filter(session__series=series, status__in=Message.PENDING)
+    assert sorted(pending.values_list("purpose", "channel", "session__number")) == [
+        (Purpose.CANCEL_ALL, "email", 1),
+        (Purpose.CANCEL_ALL, "sms", 1),
+    ]
