@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time as clock
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,7 +35,6 @@ class WorkerSetup:
     options: tuple[str, ...]
     # Worker processes started side by side, each with the options above.
     processes: int = 1
-    environment: dict[str, str] = field(default_factory=dict)
 
 
 THREADS_8 = ("--pool=threads", "--concurrency=8")
@@ -157,10 +156,9 @@ def _send_run(
 
 
 def _send_note(setup: WorkerSetup, elapsed: float, used: CpuSnapshot, checked: str) -> str:
-    described = [f"`{' '.join(setup.options)}`" + (f" × {setup.processes} processes" if setup.processes > 1 else "")]
-    described += [f"{name}={value}" for name, value in setup.environment.items()]
+    described = f"`{' '.join(setup.options)}`" + (f" × {setup.processes} processes" if setup.processes > 1 else "")
     return (
-        f"Worker {', '.join(described)}: {TEXTS / elapsed:.0f} texts/s. CPU per text: worker "
+        f"Worker {described}: {TEXTS / elapsed:.0f} texts/s. CPU per text: worker "
         f"{used.group_seconds / TEXTS * 1000:.1f} ms, bench process {used.own_seconds / TEXTS * 1000:.1f} ms; the "
         f"host's CPUs {used.host_busy:.0%} busy, whoever used them. {checked}."
     )
@@ -178,7 +176,6 @@ def _worker_env(broker: RedisServer, twilio: FakeTwilio, smtp: SmtpSink, setup: 
         DJANGO_DEBUG="false",
         SMS_DAILY_CAP=str(TEXTS * 10),
         SMS_WEEKLY_CAP=str(TEXTS * 10),
-        **setup.environment,
     )
 
 
