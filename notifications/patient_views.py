@@ -36,7 +36,7 @@ from .patient_actions import (
     link_slots_by_day,
 )
 from .patient_text import PHRASES, day_text, language_of, phrase, time_text, when_text
-from .ratelimit import rate_exceeded, rate_hit
+from .ratelimit import rate_hit, rate_hit_and_peek
 
 # The token is in the URL: no Referer may carry it anywhere, no cache may keep the page, no
 # search engine may list it. The CSP also holds the page to its promise of no scripts and no
@@ -91,9 +91,13 @@ def _private(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
 @_csrf_protect
 def patient_link(request: HttpRequest, token: str) -> HttpResponse:
     address = request.META.get("REMOTE_ADDR", "")
-    if not rate_hit(f"ip:{address}", limit=settings.LINK_RATE_PER_IP) or rate_exceeded(
-        f"bad:{address}", limit=settings.LINK_RATE_BAD_TOKENS_PER_IP
-    ):
+    within, guessing = rate_hit_and_peek(
+        f"ip:{address}",
+        limit=settings.LINK_RATE_PER_IP,
+        peek=f"bad:{address}",
+        peek_limit=settings.LINK_RATE_BAD_TOKENS_PER_IP,
+    )
+    if not within or guessing:
         return _neutral(request, status=429)
     now = timezone.now()
     session = link_page_session(token=token, now=now)

@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
+from notifications import ratelimit
 from notifications.links import link_create
 from notifications.models import Message
 from notifications.patient_text import day_text, time_text
@@ -21,6 +22,7 @@ from sessions.clock import local_date, wall_clock
 from sessions.models import AuditEvent, Session, SessionMove
 from sessions.services import series_book, session_confirm, session_reschedule
 from tests.factories import clinic_make, patient_make, protocol_make
+from tests.processes import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -444,6 +446,19 @@ def test_posts_on_one_link_are_limited(settings, visit):
     ]
 
     assert statuses == [303] * limit + [429]
+
+
+def test_the_page_still_opens_while_the_rate_limits_store_is_down(settings, visit, client):
+    session, token = visit
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    ratelimit._redis.cache_clear()
+    try:
+        response = client.get(url(token))
+    finally:
+        ratelimit._redis.cache_clear()
+
+    assert response.status_code == 200
+    assert "Desert Wellness" in response.content.decode()
 
 
 # CSRF
