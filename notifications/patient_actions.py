@@ -36,11 +36,9 @@ class LinkRefused(Exception):
 
 def link_page_session(*, token: str, now: datetime) -> Session | None:
     """The session a token opens; None for an unknown token or a session that is over."""
-    found = link_session(token=token, related=("clinic", "patient", "series__protocol"))
+    found = link_session(token=token)
     if found is None or found.ends_at <= now:
         return None
-    if found.patient.clinic_id == found.clinic_id:  # nearly always: no second join for the same row
-        found.patient.clinic = found.clinic
     return found
 
 
