@@ -27,7 +27,9 @@ test: $(STAMP) browser
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The load test drives the patient link page with wrk, a C load generator, from Debian.
 bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	$(PY) bench/run.py
 
 clean:

@@ -5,7 +5,12 @@ import os
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
-threads = int(os.environ.get("GUNICORN_THREADS", 2))
+# One thread per process (gunicorn's sync worker): a request here is mostly Python work, and threads
+# of one process take turns on its interpreter lock, a thread back from the database waiting out
+# another's turn. Measured on the patient link page with 2 cores: 2 processes × 2 threads
+# answered 180 requests/s, 2 × 1 about 570 (docs/benchmarks.md). The sync worker closes each
+# connection after its answer and relies on the proxy in front to buffer slow clients.
+threads = int(os.environ.get("GUNICORN_THREADS", 1))
 timeout = 30
 graceful_timeout = 20
 keepalive = 5

@@ -1,14 +1,17 @@
-"""Load: gunicorn on loopback with production settings, driven by the asyncio client of
-bench/http_load.py. The patient link page at 32 concurrent clients, and the booking API booking
-6-session series with auto-placement across four clinics; afterwards the database must hold no
+"""Load: gunicorn on loopback with production settings and gunicorn.conf.py's defaults. The
+patient link page at 32 concurrent clients, driven by wrk (bench/wrk.py); the booking API booking
+6-session series with auto-placement across four clinics, driven by the asyncio client of
+bench/http_load.py (each request a different patient); afterwards the database must hold no
 overlapping sessions on a chair or for a patient.
 
 `scripts/chaos.py` runs the same booking load while it kills the worker and restarts Redis.
 """
 
 import json
+import math
 import os
 import random
+import runpy
 import secrets
 import signal
 import subprocess
@@ -26,18 +29,20 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from notifications import links
+from notifications import links as links_module
 from sessions.models import Chair, Clinic, OpeningHours, Patient, Protocol, Session
 from sessions.services import series_book
 from tests.processes import RedisServer, free_port, wait_until
 
 from .http_load import Outcome, Request, run_load
 from .measure import Group, Options, Row, Target, Throughput
+from .wrk import WrkOutcome, wrk_run
 
 ROOT = Path(__file__).resolve().parent.parent
 CLINICS = 4
 PATIENTS_PER_CLINIC = 3_000
 LINK_CLIENTS = 32
+LINKS = 600  # patient links the load walks through, each opening its own session
 LINK_SECONDS = 10
 LINK_PER_SECOND = 300
 LINK_P99_MS = 100
@@ -54,7 +59,7 @@ class LoadSite:
     patients: dict[int, list[int]]
     protocols: dict[int, int]
     token: str
-    link_token: str
+    link_tokens: list[str]
 
 
 def load_benchmarks(options: Options) -> Group:
@@ -64,20 +69,24 @@ def load_benchmarks(options: Options) -> Group:
         links_outcome = link_page_load(port, site)
         booking = booking_load(port, site, seconds=BOOKING_SECONDS, clients=BOOKING_CLIENTS)
     overlaps = overlap_pairs()
+    link_errors = sum(links_outcome.errors.values())
     group.rows += [
-        Row(f"patient link page: latency at {LINK_CLIENTS} clients", _latencies_ms(links_outcome)),
-        Row(f"patient link page: p99 latency at {LINK_CLIENTS} clients", [links_outcome.percentile(99)],
+        Row(f"patient link page: latency at {LINK_CLIENTS} clients", links_outcome.quantiles_ms),
+        Row(f"patient link page: p99 latency at {LINK_CLIENTS} clients", [links_outcome.p99_ms],
             Target(median_ms=LINK_P99_MS, wording=f"p99 ≤ {LINK_P99_MS} ms")),
-        Row(f"patient link page: {links_outcome.per_second():.0f} requests/s", [_per_item_ms(links_outcome, 1000)],
+        Row(f"patient link page: {links_outcome.per_second():.0f} requests/s",
+            [_per_thousand_ms(links_outcome) if not link_errors else float("inf")],
             Throughput(items=1000, per_second=LINK_PER_SECOND, unit="requests")),
         Row(f"booking API: {booking.per_second():.0f} series/s booked ({BOOKING_CLIENTS} clients)",
             [_per_item_ms(booking, 100, statuses=(201,))],
             Throughput(items=100, per_second=BOOKING_PER_SECOND, unit="series")),
     ]  # fmt: skip
     group.description = (
-        f"gunicorn ({_gunicorn_shape()}) with scheduler.settings.production on 127.0.0.1, the load generator "
-        f"in the bench process on the same 2 cores. Link page: {links_outcome.count:,} GETs in "
-        f"{links_outcome.elapsed:.1f} s, statuses {links_outcome.statuses}, errors {links_outcome.errors}. "
+        f"gunicorn ({_gunicorn_shape()}) with scheduler.settings.production on 127.0.0.1; PostgreSQL, Redis "
+        f"and the load generator on the same 2 cores. Link page (wrk, {LINK_CLIENTS} connections, each "
+        f"walking through {len(site.link_tokens)} links to as many sessions): "
+        f"{links_outcome.requests:,} GETs in {links_outcome.seconds:.1f} s, errors {links_outcome.errors} "
+        f"(status: answers other than 2xx/3xx), max latency {links_outcome.max_ms:.0f} ms. "
         f"Booking: {booking.count:,} POST /api/series/ (6-session induction, auto-placed, {CLINICS} clinics) in "
         f"{booking.elapsed:.1f} s, statuses {booking.statuses} (409: the slot asked for was taken), "
         f"errors {booking.errors}; latency median {booking.percentile(50):.0f} ms, "
@@ -86,12 +95,16 @@ def load_benchmarks(options: Options) -> Group:
     )
     if overlaps:
         group.notes.append(f"OVERLAPS FOUND: {overlaps}")
+    if link_errors:
+        group.notes.append(f"LINK PAGE ERRORS: {links_outcome.errors}")
     return group
 
 
-def site_build(*, clinics: int = CLINICS, patients: int = PATIENTS_PER_CLINIC, texts: bool = False) -> LoadSite:
+def site_build(
+    *, clinics: int = CLINICS, patients: int = PATIENTS_PER_CLINIC, texts: bool = False, links: int = LINKS
+) -> LoadSite:
     """Clinics open 07:00–19:00 every day with 24 chairs, many patients (texted only with `texts`),
-    a staff token and one patient link."""
+    a staff token, and patient links to the sessions of series booked in the first clinic."""
     built = []
     by_clinic: dict[int, list[int]] = {}
     protocols: dict[int, int] = {}
@@ -119,11 +132,15 @@ def site_build(*, clinics: int = CLINICS, patients: int = PATIENTS_PER_CLINIC, t
     user, _ = User.objects.get_or_create(username="load", defaults={"is_staff": True})
     user.groups.add(UserGroup.objects.get(name="Scheduler"))
     token = Token.objects.get_or_create(user=user)[0].key
-    patient = Patient.objects.get(pk=by_clinic[built[0].pk].pop())
-    start = (timezone.now() + timedelta(days=300)).astimezone(built[0].zone).replace(hour=9, minute=0, tzinfo=None)
-    series = series_book(patient=patient, protocol=Protocol.objects.get(pk=protocols[built[0].pk]), first_start=start)
-    link_token = links.link_create(session=series.sessions.get(number=1))
-    return LoadSite(built, by_clinic, protocols, token, link_token)
+    link_tokens = []
+    protocol = Protocol.objects.get(pk=protocols[built[0].pk])
+    for n in range(math.ceil(links / protocol.session_count)):
+        patient = Patient.objects.get(pk=by_clinic[built[0].pk].pop())
+        day = (timezone.now() + timedelta(days=300 + n)).astimezone(built[0].zone).date()
+        first = datetime.combine(day, time(7)) + timedelta(minutes=15 * (n % 40))  # one series a slot
+        series = series_book(patient=patient, protocol=protocol, first_start=first)
+        link_tokens += [links_module.link_create(session=session) for session in series.sessions.all()]
+    return LoadSite(built, by_clinic, protocols, token, link_tokens[:links])
 
 
 @contextmanager
@@ -141,8 +158,8 @@ def web_server(redis_url: str, **extra: str) -> Iterator[int]:
         "DATABASE_URL": database,
         "REDIS_URL": redis_url,
         "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "GUNICORN_WORKERS": os.environ.get("LOAD_GUNICORN_WORKERS", "3"),
-        "GUNICORN_THREADS": os.environ.get("LOAD_GUNICORN_THREADS", "4"),
+        # gunicorn.conf.py's defaults unless LOAD_GUNICORN_WORKERS / LOAD_GUNICORN_THREADS say otherwise.
+        **_gunicorn_overrides(),
         # One address sends everything here: lift the per-address limits a real patient never meets.
         "LINK_RATE_PER_IP": "100000000",
         "LINK_RATE_BAD_TOKENS_PER_IP": "100000000",
@@ -161,10 +178,11 @@ def web_server(redis_url: str, **extra: str) -> Iterator[int]:
         process.wait(timeout=30)
 
 
-def link_page_load(port: int, site: LoadSite) -> Outcome:
-    request: Request = ("GET", f"/r/{site.link_token}", {}, b"")
-    run_load(port, lambda: request, clients=LINK_CLIENTS, seconds=2)  # warm every worker up
-    return run_load(port, lambda: request, clients=LINK_CLIENTS, seconds=LINK_SECONDS)
+def link_page_load(port: int, site: LoadSite) -> WrkOutcome:
+    paths = [f"/r/{token}" for token in site.link_tokens]
+    url = f"http://127.0.0.1:{port}/"
+    wrk_run(url, clients=LINK_CLIENTS, seconds=2, paths=paths)  # warm every worker up
+    return wrk_run(url, clients=LINK_CLIENTS, seconds=LINK_SECONDS, paths=paths)
 
 
 def booking_load(port: int, site: LoadSite, *, seconds: float, clients: int, keep: bool = False) -> Outcome:
@@ -219,8 +237,9 @@ def own_redis() -> Iterator[RedisServer]:
             server.stop()
 
 
-def _latencies_ms(outcome: Outcome) -> list[float]:
-    return [latency * 1000 for latency in outcome.latencies]
+def _per_thousand_ms(outcome: WrkOutcome) -> float:
+    """How long 1,000 requests took at the rate the run achieved."""
+    return 1000 / outcome.per_second() * 1000 if outcome.requests else float("inf")
 
 
 def _per_item_ms(outcome: Outcome, items: int, statuses: tuple[int, ...] | None = None) -> float:
@@ -229,7 +248,13 @@ def _per_item_ms(outcome: Outcome, items: int, statuses: tuple[int, ...] | None 
     return items / (done / outcome.elapsed) * 1000 if done else float("inf")
 
 
+def _gunicorn_overrides() -> dict[str, str]:
+    given = {"GUNICORN_WORKERS": "LOAD_GUNICORN_WORKERS", "GUNICORN_THREADS": "LOAD_GUNICORN_THREADS"}
+    return {name: os.environ[load] for name, load in given.items() if load in os.environ}
+
+
 def _gunicorn_shape() -> str:
-    workers = os.environ.get("LOAD_GUNICORN_WORKERS", "3")
-    threads = os.environ.get("LOAD_GUNICORN_THREADS", "4")
-    return f"{workers} workers × {threads} threads"
+    settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"), init_globals={})
+    workers = os.environ.get("LOAD_GUNICORN_WORKERS", settings["workers"])
+    threads = os.environ.get("LOAD_GUNICORN_THREADS", settings["threads"])
+    return f"{workers} workers × {threads} thread{'s' if int(threads) > 1 else ''}"

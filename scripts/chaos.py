@@ -42,7 +42,7 @@ def main() -> int:
 
     database_prepare()
     Message.objects.all().delete()
-    site = site_build(clinics=4, patients=2_000, texts=True)
+    site = site_build(clinics=4, patients=2_000, texts=True, links=0)
     Clinic.objects.update(message_window_start="00:00", message_window_end="23:59:59")
     leases = {"MESSAGE_CLAIM_LEASE_SECONDS": "5", "MESSAGE_SEND_LEASE_SECONDS": "8", "TWILIO_TIMEOUT_SECONDS": "3"}
     with tempfile.TemporaryDirectory(prefix="chaos-") as folder, FakeTwilio() as twilio, SmtpSink() as smtp:
