@@ -3,7 +3,8 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, viewsets
 
-from sessions.api import RolePermissions
+from sessions.access import within_clinics
+from sessions.api import ClinicScoped, RolePermissions
 from sessions.models import Session
 
 from .models import Message, ReminderRule
@@ -18,7 +19,7 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Message.objects.all()
 
     def get_queryset(self) -> QuerySet[Message]:
-        messages = Message.objects.order_by("due_at", "id")
+        messages = within_clinics(Message.objects.order_by("due_at", "id"), self.request.user, path="session__clinic")
         if self.action != "list":
             return messages
         query = MessageQuerySerializer(data=self.request.query_params)
@@ -39,11 +40,11 @@ class SessionMessagesView(generics.ListAPIView):
     pagination_class = None
 
     def get_queryset(self) -> QuerySet[Message]:
-        session = get_object_or_404(Session, pk=self.kwargs["pk"])
+        session = get_object_or_404(within_clinics(Session.objects.all(), self.request.user), pk=self.kwargs["pk"])
         return Message.objects.filter(session=session).order_by("due_at", "id")
 
 
-class ReminderRuleViewSet(viewsets.ModelViewSet):
+class ReminderRuleViewSet(ClinicScoped, viewsets.ModelViewSet):
     serializer_class = ReminderRuleSerializer
     permission_classes = [RolePermissions]
     queryset = ReminderRule.objects.all()

@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from sessions.serializers import ClinicScopedModelSerializer
+
 from .models import Message, ReminderRule
 
 
@@ -14,7 +16,7 @@ class MessageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ReminderRuleSerializer(serializers.ModelSerializer):
+class ReminderRuleSerializer(ClinicScopedModelSerializer):
     class Meta:
         model = ReminderRule
         fields = ["id", "clinic", "protocol", "channel", "offset_minutes", "is_active"]

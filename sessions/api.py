@@ -1,13 +1,19 @@
-"""REST API of the booking domain: parse, call a service or selector, answer."""
+"""REST API of the booking domain: parse, call a service or selector, answer.
+
+Every view reads and changes only the rows of the user's clinics (sessions/access.py): another
+clinic's object answers 404, as one that does not exist, and its id in a body is refused (400).
+"""
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from . import selectors, services
+from .access import clinic_ids_for, within_clinics
 from .models import Chair, Clinic, Patient, Protocol, Series, Session
 from .serializers import (
     CancelSerializer,
@@ -47,7 +53,15 @@ class RolePermissions(permissions.DjangoModelPermissions):
         return bool(request.user and request.user.is_authenticated and request.user.has_perm(needed))
 
 
+class ClinicScoped:
+    """A view whose rows are those of the requesting user's clinics."""
+
+    def get_queryset(self) -> QuerySet:
+        return within_clinics(super().get_queryset(), self.request.user)
+
+
 class _ConfigViewSet(
+    ClinicScoped,
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -60,6 +74,12 @@ class _ConfigViewSet(
 class ClinicViewSet(_ConfigViewSet):
     queryset = Clinic.objects.prefetch_related("opening_hours", "closed_dates", "staffing_blocks")
     serializer_class = ClinicSerializer
+
+    def create(self, request: Request, *args, **kwargs) -> Response:
+        if clinic_ids_for(request.user) is not None:
+            # The new clinic would be outside the user's own clinics the moment it existed.
+            raise PermissionDenied("A user limited to some clinics cannot add a clinic.")
+        return super().create(request, *args, **kwargs)
 
 
 class ChairViewSet(_ConfigViewSet):
@@ -77,7 +97,7 @@ class PatientViewSet(_ConfigViewSet):
     serializer_class = PatientSerializer
 
 
-class SeriesViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class SeriesViewSet(ClinicScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = Series.objects.prefetch_related("sessions__moves", "sessions__clinic", "sessions__series__protocol")
     serializer_class = SeriesSerializer
     permission_classes = [RolePermissions]
@@ -90,7 +110,7 @@ class SeriesViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     )
     def create(self, request: Request) -> Response:
         """Book a series: every start, or a first start with auto-placement. All sessions or none."""
-        form = SeriesBookSerializer(data=request.data)
+        form = SeriesBookSerializer(data=request.data, context=self.get_serializer_context())
         form.is_valid(raise_exception=True)
         booking = {
             key: form.validated_data.get(key) for key in ("patient", "protocol", "chair", "first_start", "starts")
@@ -128,8 +148,8 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def get_queryset(self) -> QuerySet[Session]:
         sessions = Session.objects.select_related("clinic", "series__protocol").prefetch_related("moves")
         if self.action != "list":
-            return sessions
-        query = SessionQuerySerializer(data=self.request.query_params)
+            return within_clinics(sessions, self.request.user)
+        query = SessionQuerySerializer(data=self.request.query_params, context=self.get_serializer_context())
         query.is_valid(raise_exception=True)
         wanted = query.validated_data
         if "date" in wanted:
@@ -137,7 +157,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         for key in ("clinic", "patient", "series", "status"):
             if key in wanted:
                 sessions = sessions.filter(**{key: wanted[key]})
-        return sessions.order_by("starts_at", "id")
+        return within_clinics(sessions, self.request.user).order_by("starts_at", "id")
 
     @extend_schema(parameters=[SessionQuerySerializer])
     def list(self, request: Request) -> Response:
@@ -149,7 +169,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def reschedule(self, request: Request, pk: str) -> Response:
         """Move the session; only a slot that keeps every booking rule is accepted."""
         session = self.get_object()
-        form = RescheduleSerializer(data=request.data, context={"session": session})
+        form = RescheduleSerializer(data=request.data, context={**self.get_serializer_context(), "session": session})
         form.is_valid(raise_exception=True)
         services.session_reschedule(session=session, via=Session.Channel.API, actor=request.user, **form.validated_data)
         return self._answer(pk)

@@ -11,6 +11,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from .access import within_clinics
 from .calendar import BookingConflict
 from .clock import LocalTimeError, to_utc
 from .models import (
@@ -28,6 +29,20 @@ from .models import (
 
 # Bookings further ahead than this are typing mistakes, not plans.
 BOOKING_HORIZON = timedelta(days=730)
+
+
+class ClinicScopedField(serializers.PrimaryKeyRelatedField):
+    """An object by id, among those of the requesting user's clinics (sessions/access.py): an id
+    from another clinic is refused as one that does not exist, naming the field."""
+
+    def get_queryset(self) -> models.QuerySet:
+        queryset = super().get_queryset()
+        request = self.context.get("request")
+        return queryset if request is None else within_clinics(queryset, request.user)
+
+
+class ClinicScopedModelSerializer(serializers.ModelSerializer):
+    serializer_related_field = ClinicScopedField
 
 
 @extend_schema_field(OpenApiTypes.DATETIME)
@@ -173,13 +188,13 @@ class ClinicSerializer(WallClockTimes, serializers.ModelSerializer):
             model.objects.bulk_create(model(clinic=clinic, **row) for row in rows)
 
 
-class ChairSerializer(serializers.ModelSerializer):
+class ChairSerializer(ClinicScopedModelSerializer):
     class Meta:
         model = Chair
         fields = ["id", "clinic", "name", "is_active"]
 
 
-class ProtocolSerializer(serializers.ModelSerializer):
+class ProtocolSerializer(ClinicScopedModelSerializer):
     preparation_instructions = serializers.CharField(max_length=4000, allow_blank=True, required=False)
 
     class Meta:
@@ -198,7 +213,7 @@ class ProtocolSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class PatientSerializer(serializers.ModelSerializer):
+class PatientSerializer(ClinicScopedModelSerializer):
     class Meta:
         model = Patient
         fields = [
@@ -246,9 +261,9 @@ class SeriesSerializer(serializers.ModelSerializer):
 
 
 class SeriesBookSerializer(serializers.Serializer):
-    patient = serializers.PrimaryKeyRelatedField(queryset=Patient.objects.all())
-    protocol = serializers.PrimaryKeyRelatedField(queryset=Protocol.objects.select_related("clinic"))
-    chair = serializers.PrimaryKeyRelatedField(queryset=Chair.objects.all(), required=False, allow_null=True)
+    patient = ClinicScopedField(queryset=Patient.objects.all())
+    protocol = ClinicScopedField(queryset=Protocol.objects.select_related("clinic"))
+    chair = ClinicScopedField(queryset=Chair.objects.all(), required=False, allow_null=True)
     first_start = ClinicDateTimeField(required=False, help_text="Auto-place the series from this start.")
     starts = serializers.ListField(
         child=ClinicDateTimeField(), required=False, max_length=52, help_text="Every start, in order."
@@ -299,7 +314,7 @@ class SeriesPreviewSerializer(serializers.Serializer):
 
 class RescheduleSerializer(serializers.Serializer):
     starts_at = ClinicDateTimeField()
-    chair = serializers.PrimaryKeyRelatedField(queryset=Chair.objects.all(), required=False, allow_null=True)
+    chair = ClinicScopedField(queryset=Chair.objects.all(), required=False, allow_null=True)
     reason = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
 
     def validate(self, attrs: dict) -> dict:
@@ -333,10 +348,10 @@ class SlotQuerySerializer(serializers.Serializer):
 
 
 class SessionQuerySerializer(serializers.Serializer):
-    clinic = serializers.PrimaryKeyRelatedField(queryset=Clinic.objects.all(), required=False)
+    clinic = ClinicScopedField(queryset=Clinic.objects.all(), required=False)
     date = serializers.DateField(required=False, help_text="A day in the clinic's calendar; needs clinic.")
-    patient = serializers.PrimaryKeyRelatedField(queryset=Patient.objects.all(), required=False)
-    series = serializers.PrimaryKeyRelatedField(queryset=Series.objects.all(), required=False)
+    patient = ClinicScopedField(queryset=Patient.objects.all(), required=False)
+    series = ClinicScopedField(queryset=Series.objects.all(), required=False)
     status = serializers.ChoiceField(choices=Session.Status.choices, required=False)
 
     def validate(self, attrs: dict) -> dict:

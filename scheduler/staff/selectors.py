@@ -13,37 +13,13 @@ from operator import and_
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from notifications.models import InboundSms, Message, OutboxText, StaffFlag
+from sessions.access import clinics_for
 from sessions.models import AuditEvent, Clinic, Patient, Series, Session, SessionMove
 from sessions.selectors import sessions_for_day
 
-CLINIC_GROUP_PREFIX = "clinic:"
 FAILED_MESSAGE = (Message.Status.FAILED, Message.Status.UNDELIVERED)
 SEARCH_LIMIT = 25
 AUDIT_LIMIT = 200
-
-
-def clinics_for(user) -> QuerySet[Clinic]:
-    """The clinics whose boards, patients and messages `user` may see.
-
-    A user in one or more groups named "clinic:<id>" (e.g. "clinic:3") sees those clinics only;
-    a user in no such group sees every clinic. A malformed name such as "clinic:main" still
-    limits the user but grants nothing, so a typo narrows access instead of widening it.
-    """
-    ids = _clinic_ids(user)
-    return Clinic.objects.all() if ids is None else Clinic.objects.filter(pk__in=ids)
-
-
-def _clinic_ids(user) -> frozenset[int] | None:
-    # Cached on the user object for the request, as Django's ModelBackend caches permissions.
-    if not hasattr(user, "_staff_clinic_ids"):
-        suffixes = [
-            name[len(CLINIC_GROUP_PREFIX) :].strip()
-            for name in user.groups.filter(name__startswith=CLINIC_GROUP_PREFIX).values_list("name", flat=True)
-        ]
-        user._staff_clinic_ids = (
-            frozenset(int(s) for s in suffixes if s.isdigit() and len(s) < 18) if suffixes else None
-        )
-    return user._staff_clinic_ids
 
 
 def patients_for(user) -> QuerySet[Patient]:
