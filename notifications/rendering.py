@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from sessions.models import Session
+
 from .models import CANCELLATIONS, Channel, Message, Purpose
 from .transports.email import Invite
 from .wording import default_wording, fill, fits_one_segment, local_date_text, local_time_text, wording_for
@@ -20,7 +22,7 @@ _COMPACT_SMS = {
 class Rendered:
     subject: str
     body: str
-    invite: Invite | None
+    invites: tuple[Invite, ...] = ()
 
 
 def patient_url(token: str) -> str:
@@ -37,9 +39,7 @@ def render(message: Message, *, token: str) -> Rendered | None:
         body = fill(wording.body, values)
         if message.purpose not in CANCELLATIONS and session.series.protocol.preparation_instructions:
             body += "\n\n" + session.series.protocol.preparation_instructions
-        # A series' cancellation names no single visit: no calendar event to send or withdraw.
-        invite = None if message.purpose == Purpose.CANCEL_ALL else _invite(message)
-        return Rendered(fill(wording.subject, values), body, invite)
+        return Rendered(fill(wording.subject, values), body, _invites(message))
     candidates = [
         wording_for(session, message.purpose, Channel.SMS, language).body,
         default_wording(message.purpose, Channel.SMS, language).body,
@@ -48,7 +48,7 @@ def render(message: Message, *, token: str) -> Rendered | None:
     for text in candidates:
         body = fill(text, values)
         if fits_one_segment(body):
-            return Rendered("", body, None)
+            return Rendered("", body)
     return None
 
 
@@ -72,8 +72,17 @@ def _values(message: Message, token: str, language: str) -> dict[str, str]:
     }
 
 
-def _invite(message: Message) -> Invite:
+def _invites(message: Message) -> tuple[Invite, ...]:
+    """The calendar event the email adds, moves or withdraws. A series' cancellation, sent on its
+    first cancelled visit, withdraws the event of every visit cancelled with it."""
     session = message.session
+    if message.purpose != Purpose.CANCEL_ALL:
+        return (_invite(session, cancelled=message.purpose == Purpose.CANCELLED),)
+    withdrawn = session.series.sessions.filter(status=session.Status.CANCELLED, starts_at__gte=session.starts_at)
+    return tuple(_invite(visit, cancelled=True) for visit in withdrawn.select_related("clinic").order_by("starts_at"))
+
+
+def _invite(session: Session, *, cancelled: bool) -> Invite:
     clinic = session.clinic
     return Invite(
         uid=f"session-{session.pk}@{settings.EMAIL_MESSAGE_ID_DOMAIN}",
@@ -82,5 +91,5 @@ def _invite(message: Message) -> Invite:
         ends_at=session.ends_at,
         summary=f"{session.series.protocol.patient_name} – {clinic.sender_name}",
         location=clinic.address,
-        cancelled=message.purpose == Purpose.CANCELLED,
+        cancelled=cancelled,
     )

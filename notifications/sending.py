@@ -270,7 +270,7 @@ def _deliver(message: Message, rendered: Rendered) -> str:
         subject=rendered.subject,
         text=rendered.body,
         sender_name=message.session.clinic.sender_name,
-        invite=rendered.invite,
+        invites=rendered.invites,
     )
 
 

@@ -24,7 +24,8 @@ class Invite:
     cancelled: bool = False
 
 
-def send_email(*, to: str, subject: str, text: str, sender_name: str, invite: Invite | None) -> str:
+def send_email(*, to: str, subject: str, text: str, sender_name: str, invites: tuple[Invite, ...] = ()) -> str:
+    """Send one email; each invite rides as its own .ics attachment (one event per iTIP message)."""
     message_id = make_msgid(domain=settings.EMAIL_MESSAGE_ID_DOMAIN)
     message = EmailMultiAlternatives(
         subject=subject,
@@ -34,9 +35,10 @@ def send_email(*, to: str, subject: str, text: str, sender_name: str, invite: In
         headers={"Message-ID": message_id},
     )
     message.attach_alternative(linebreaks(escape(text)), "text/html")
-    if invite is not None:
+    for n, invite in enumerate(invites, start=1):
         method = "CANCEL" if invite.cancelled else "REQUEST"
-        message.attach("visit.ics", _ics(invite, method), f"text/calendar; method={method}; charset=utf-8")
+        name = "visit.ics" if len(invites) == 1 else f"visit-{n}.ics"
+        message.attach(name, _ics(invite, method), f"text/calendar; method={method}; charset=utf-8")
     try:
         message.send()
     except OSError as exc:  # smtplib's errors are OSErrors: refused, dropped, timed out

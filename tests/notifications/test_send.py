@@ -1,5 +1,6 @@
 """The tick and the send, called directly, against the fake Twilio and the SMTP sink."""
 
+import re
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
@@ -8,7 +9,7 @@ from django.test import TestCase
 
 from notifications import sending
 from notifications.models import Channel, ContactStatus, Message, OutboxText, Purpose, StaffFlag
-from sessions.services import series_book, session_cancel
+from sessions.services import series_book, series_cancel, session_cancel
 from tests.factories import clinic_make, patient_make, protocol_make
 from tests.fakes import error, hang
 
@@ -63,6 +64,28 @@ def test_a_due_text_goes_to_twilio_once_with_its_status_callback(session, twilio
     assert email["Subject"] == "Your visits at Desert Bloom are booked"
     assert any(part.get_content_type() == "text/calendar" for part in email.iter_attachments())
     assert tick_and_send(MORNING + timedelta(minutes=1)) == []
+
+
+def test_a_cancelled_series_withdraws_every_visits_calendar_event(twilio, smtp):
+    clinic = clinic_make(sender_name="Desert Bloom")
+    patient = patient_make(clinic, phone="+16025550143", email="sam@example.com")
+    starts = [datetime(2026, 1, 9, 13), datetime(2026, 1, 10, 13), datetime(2026, 1, 11, 13)]
+    series = series_book(patient=patient, protocol=protocol_make(clinic, kind="pain", session_count=3), starts=starts,
+                         now=MORNING)  # fmt: skip
+    tick_and_send(MORNING)  # the booking confirmations go out
+    smtp.clear()
+
+    series_cancel(series=series, reason="patient moved away", now=MORNING)
+    tick_and_send(MORNING + timedelta(minutes=1))
+
+    [email] = smtp.messages
+    invites = [part for part in email.iter_attachments() if part.get_content_type() == "text/calendar"]
+    events = [part.get_content() for part in invites]
+    assert len(events) == 3
+    assert all("METHOD:CANCEL" in event and "STATUS:CANCELLED" in event for event in events)
+    assert sorted(re.search(r"UID:session-(\d+)@", event).group(1) for event in events) == sorted(
+        str(pk) for pk in series.sessions.values_list("pk", flat=True)
+    )
 
 
 def test_a_message_claimed_twice_is_sent_once(session, twilio, smtp):

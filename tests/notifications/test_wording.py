@@ -87,4 +87,5 @@ def test_email_carries_the_preparation_instructions_but_a_neutral_subject(now):
     assert "Nothing to eat for 6 hours." in rendered.body
     assert "Fri 9 Jan at 10:00am" in rendered.body
     assert clinical_words_in(rendered.subject) == []
-    assert rendered.invite is not None and rendered.invite.starts_at == series.sessions.get().starts_at
+    [invite] = rendered.invites
+    assert invite.starts_at == series.sessions.get().starts_at and not invite.cancelled
