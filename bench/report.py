@@ -25,6 +25,11 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def summary(groups: list[Group]) -> str:
+    """One table of every benchmark that has a target, across the groups."""
+    return table([Row(f"{g.title}: {r.name}", r.samples_ms, r.target) for g in groups for r in g.rows if r.target])
+
+
 def machine(database_host: str) -> list[tuple[str, str]]:
     return [
         ("CPUs (nproc)", _output(["nproc"])),
@@ -48,6 +53,8 @@ def document(groups: list[Group], facts: list[tuple[str, str]], run_seconds: flo
         "## Machine",
         "| | |\n|---|---|\n" + "\n".join(f"| {name} | {value} |" for name, value in facts),
         f"The last run took {run_seconds:.0f} s, building its data included.",
+        "## Every target",
+        summary(groups),
         "## How to run",
         "```sh\n"
         "make bench                                     # postgres://postgres@127.0.0.1:5432/bench\n"

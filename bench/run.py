@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, listing in group.profiles.items():
             print(f"\n### Profile: {name}\n{listing}")
     seconds = time.perf_counter() - began
-    print(f"\nRun took {seconds:.1f} s.")
+    print(f"\n## Every target\n\n{report.summary(results)}\n")
+    print(f"Run took {seconds:.1f} s.")
     if not arguments.no_docs:
         facts = report.machine(f"{connection.settings_dict['HOST'] or 'local socket'}")
         report.write(ROOT / "docs" / "benchmarks.md", report.document(results, facts, seconds))
