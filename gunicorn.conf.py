@@ -7,9 +7,11 @@ bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
 # One thread per process (gunicorn's sync worker): a request here is mostly Python work, and threads
 # of one process take turns on its interpreter lock, a thread back from the database waiting out
-# another's turn. Measured on the patient link page with 2 cores: 2 processes × 2 threads
-# answered 180 requests/s, 2 × 1 about 570 (docs/benchmarks.md). The sync worker closes each
-# connection after its answer and relies on the proxy in front to buffer slow clients.
+# another's turn. Measured on the patient link page with 2 cores (bench/load.py's gunicorn with
+# LOAD_GUNICORN_WORKERS/THREADS): 2 processes × 2 threads answered 180 requests/s, 2 × 1 about
+# 570; gthread with one thread matched that rate with a p99 five times worse. A sync worker is
+# held by a slow client for the whole request: run it behind a proxy that buffers requests and
+# answers (nginx, a cloud load balancer), as the TLS in front of it already requires.
 threads = int(os.environ.get("GUNICORN_THREADS", 1))
 timeout = 30
 graceful_timeout = 20

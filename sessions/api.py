@@ -54,7 +54,8 @@ class RolePermissions(permissions.DjangoModelPermissions):
 
 
 class ClinicScoped:
-    """A view whose rows are those of the requesting user's clinics."""
+    # A view whose rows are those of the requesting user's clinics. (A comment, not a docstring:
+    # the schema would take a docstring for every operation's description.)
 
     def get_queryset(self) -> QuerySet:
         return within_clinics(super().get_queryset(), self.request.user)

@@ -350,7 +350,9 @@ class SlotQuerySerializer(serializers.Serializer):
 class SessionQuerySerializer(serializers.Serializer):
     clinic = ClinicScopedField(queryset=Clinic.objects.all(), required=False)
     date = serializers.DateField(required=False, help_text="A day in the clinic's calendar; needs clinic.")
-    patient = ClinicScopedField(queryset=Patient.objects.all(), required=False)
+    # A patient of another clinic may have visits in the user's: the list is narrowed to the
+    # user's clinics anyway, so the patient is only a filter.
+    patient = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
     series = ClinicScopedField(queryset=Series.objects.all(), required=False)
     status = serializers.ChoiceField(choices=Session.Status.choices, required=False)
 

@@ -83,7 +83,12 @@ else:
     # transaction mode, set DB_PREPARE_THRESHOLD=0 unless it keeps prepared statements
     # (PgBouncer >= 1.21 with max_prepared_statements).
     _prepare = env.int("DB_PREPARE_THRESHOLD", default=5)
-    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": _prepare or None}
+    # Added to what DATABASE_URL's query string set (sslmode, connect_timeout…), which wins.
+    DATABASES["default"]["OPTIONS"] = {
+        "server_side_binding": True,
+        "prepare_threshold": _prepare or None,
+        **DATABASES["default"].get("OPTIONS", {}),
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -224,7 +229,7 @@ LOGGING = {
     "loggers": {"twilio": {"level": "WARNING"}},
 }
 
-# Patient links /r/<token>: fixed windows counted in the cache above (Redis when REDIS_URL is set).
+# Patient links /r/<token>: fixed windows counted in REDIS_URL's Redis (in memory without it).
 # Counted per REMOTE_ADDR: behind a reverse proxy, REMOTE_ADDR must be set to the client's address,
 # or every patient shares the proxy's budget.
 LINK_RATE_WINDOW_SECONDS = env.int("LINK_RATE_WINDOW_SECONDS", default=60)

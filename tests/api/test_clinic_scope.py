@@ -129,13 +129,20 @@ def test_a_clinic_admin_configures_only_their_clinic(site):
     moved = api.post("/api/chairs/", {"clinic": site.other.pk, "name": "Chair 9"}, format="json")
     assert moved.status_code == 400 and "clinic" in moved.json()
     rule = api.post(
-        "/api/reminder-rules/", {"clinic": site.other.pk, "channel": "sms", "offset_minutes": -60}, format="json"
+        "/api/reminder-rules/", {"clinic": site.other.pk, "channel": "sms", "offset_minutes": 60}, format="json"
     )
     assert rule.status_code == 400 and "clinic" in rule.json()
+    theirs = site.series[site.other].protocol_id
+    rule = api.post(
+        "/api/reminder-rules/",
+        {"clinic": site.home.pk, "protocol": theirs, "channel": "sms", "offset_minutes": 60},
+        format="json",
+    )
+    assert rule.status_code == 400 and set(rule.json()) == {"protocol"}
     created = api.post("/api/clinics/", {"name": "New", "time_zone": "America/Phoenix"}, format="json")
     assert created.status_code == 403
     other_chair.refresh_from_db()
-    assert other_chair.name != "Mine now" and not ReminderRule.objects.filter(clinic=site.other, offset_minutes=-60)
+    assert other_chair.name != "Mine now" and not ReminderRule.objects.filter(clinic=site.other, offset_minutes=60)
     assert api.post("/api/chairs/", {"clinic": site.home.pk, "name": "Chair 9"}, format="json").status_code == 201
 
 
@@ -146,3 +153,14 @@ def test_a_user_of_two_clinics_sees_both_and_a_user_of_none_sees_every_clinic(si
     assert ids(both.get("/api/clinics/")) == {site.home.pk, site.other.pk}
     assert {site.home.pk, site.other.pk} <= ids(unlimited.get("/api/clinics/"))
     assert unlimited.get(f"/api/sessions/{site.session(site.other).pk}/").status_code == 200
+
+
+def test_a_visiting_patients_sessions_in_the_users_clinic_are_found_by_patient(site):
+    api = api_for("Scheduler", site.home)
+    visitor = site.series[site.other].patient
+    start = (timezone.now() + timedelta(days=40)).astimezone(site.home.zone).replace(hour=9, minute=0, tzinfo=None)
+    here = series_book(patient=visitor, protocol=site.series[site.home].protocol, first_start=start)
+
+    found = ids(api.get(f"/api/sessions/?patient={visitor.pk}"))
+
+    assert found == set(here.sessions.values_list("pk", flat=True))

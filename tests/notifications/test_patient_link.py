@@ -4,7 +4,9 @@ REDIS_URL is set). Each test comes from its own address, so the per-address limi
 
 import re
 import secrets
+import socket
 import threading
+import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -448,17 +450,45 @@ def test_posts_on_one_link_are_limited(settings, visit):
     assert statuses == [303] * limit + [429]
 
 
-def test_the_page_still_opens_while_the_rate_limits_store_is_down(settings, visit, client):
+@pytest.fixture
+def redis_at(settings):
+    """Point the rate limits at another Redis for one test; fresh counters before and after."""
+
+    def point(url: str) -> None:
+        settings.REDIS_URL = url
+        ratelimit._redis_counters.cache_clear()
+
+    yield point
+    ratelimit._redis_counters.cache_clear()
+
+
+def test_the_page_still_opens_while_the_rate_limits_store_is_down(redis_at, visit, client):
     session, token = visit
-    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    ratelimit._redis.cache_clear()
-    try:
-        response = client.get(url(token))
-    finally:
-        ratelimit._redis.cache_clear()
+    redis_at(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+
+    response = client.get(url(token))
 
     assert response.status_code == 200
     assert "Desert Wellness" in response.content.decode()
+
+
+def test_a_hung_rate_limits_store_delays_the_page_a_moment_not_until_the_worker_timeout(redis_at, visit, client):
+    session, token = visit
+    with socket.socket() as silent:  # accepts connections (the backlog does), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        redis_at(f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
+
+        began = time.monotonic()
+        first = client.get(url(token))
+        waited = time.monotonic() - began
+        began = time.monotonic()
+        second = client.get(url(token))  # the limits stay open a few seconds: no second wait
+        waited_again = time.monotonic() - began
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert waited < 5, waited  # a quarter of a second's timeout, not gunicorn's 30 s
+    assert waited_again < waited
 
 
 # CSRF

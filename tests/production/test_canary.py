@@ -26,6 +26,7 @@ from redis import Redis
 from rest_framework.authtoken.models import Token
 from twilio.request_validator import RequestValidator
 
+from notifications import ratelimit
 from notifications.models import Message, Purpose, ReminderRule
 from sessions.models import Patient, Session
 from sessions.roles import CLINIC_ADMIN
@@ -136,17 +137,21 @@ def redis_monitor(redis: RedisServer) -> Iterator[RedisMonitor]:
 
 
 @pytest.fixture
-def web_side(settings, redis: RedisServer, caplog) -> None:
-    """This process plays the web app: its cache (rate limits) in the test's own Redis, the workers'
-    public URL, and every logger recording at DEBUG."""
+def web_side(settings, redis: RedisServer, caplog) -> Iterator[None]:
+    """This process plays the web app: its cache and the patient link's rate limits in the test's
+    own Redis, the workers' public URL, and every logger recording at DEBUG."""
     settings.PUBLIC_BASE_URL = PUBLIC
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis.url}}
+    settings.REDIS_URL = redis.url
+    ratelimit._redis_counters.cache_clear()
     # The tick runs every second; a kick would go to the broker of this process's settings instead.
     settings.REMINDER_KICK_ON_BOOKING = False
     caplog.set_level(logging.DEBUG)
     for name, logger in list(logging.root.manager.loggerDict.items()):
         if isinstance(logger, logging.Logger):
             caplog.set_level(logging.DEBUG, logger=name)
+    yield
+    ratelimit._redis_counters.cache_clear()
 
 
 def _mail_server(record: logging.LogRecord) -> bool:
@@ -268,4 +273,6 @@ def test_a_canary_patients_name_and_mrn_reach_no_redis_log_text_or_email(
     booking_text = Message.objects.get(session=session, purpose=Purpose.BOOKED, channel="sms")
     assert f"[[{booking_text.pk}]" in "\n".join(_base64_decoded(places["Redis commands (MONITOR)"]))
     assert f"send message={booking_text.pk} channel=sms" in places["worker and beat logs"]
+    if link_page:  # the link page's rate limits were counted in the Redis searched
+        assert "rate:ip:" in places["Redis keys and values"]
     assert "Harbor Wellness" in places["texts sent to Twilio"] and "Harbor Wellness" in places["email subject"]

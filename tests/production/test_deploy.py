@@ -55,6 +55,19 @@ def test_production_refuses_to_start_without_its_secrets_and_hosts(missing):
     assert missing in checked.stderr
 
 
+def test_database_url_options_survive_and_plans_are_kept_prepared():
+    url = "postgres://scheduler@db.example.com:5432/scheduler?sslmode=verify-full&connect_timeout=5"
+    show = "from django.conf import settings; print(sorted(settings.DATABASES['default']['OPTIONS'].items()))"
+
+    shown = manage("shell", "-c", show, env=production_env(DATABASE_URL=url, DB_PREPARE_THRESHOLD="0"))
+
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip().splitlines()[-1] == (
+        "[('connect_timeout', 5), ('prepare_threshold', None), ('server_side_binding', True), "
+        "('sslmode', 'verify-full')]"
+    )
+
+
 @pytest.mark.django_db
 def test_health_says_ok_and_reports_the_tick(client):
     answer = client.get("/healthz")
