@@ -3,6 +3,7 @@ per benchmark group, regenerated whole at each run."""
 
 import platform
 import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,6 +41,7 @@ def machine(database_host: str) -> list[tuple[str, str]]:
         ("Django", django.get_version()),
         ("Code", _code_version()),
         ("Date", f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"),
+        ("CPU probe (a fixed Python workload, best of 5)", f"{_cpu_probe_ms():.1f} ms"),
     ]
 
 
@@ -49,7 +51,9 @@ def document(groups: list[Group], facts: list[tuple[str, str]], run_seconds: flo
         "Measured by `make bench` (`bench/run.py`), which rewrites this file; edit the benchmarks, not "
         "this page. Times are wall-clock milliseconds per call (`time.perf_counter`), measured after "
         "warm-up calls, from Python through Django to PostgreSQL and back, with DEBUG off. p95 is the "
-        "nearest-rank 95th percentile.",
+        "nearest-rank 95th percentile. The machine is a shared virtual one whose speed drifts between "
+        "runs (the same commit has measured a booking at 16 and at 22 ms on one day): the CPU probe "
+        "below says how fast it ran plain Python this time, so compare probes before other numbers.",
         "## Machine",
         "| | |\n|---|---|\n" + "\n".join(f"| {name} | {value} |" for name, value in facts),
         f"The last run took {run_seconds:.0f} s, building its data included.",
@@ -104,6 +108,22 @@ def _memory() -> str:
     except (OSError, StopIteration):
         return "unknown"
     return f"{kib / 2**20:.1f} GiB"
+
+
+def _cpu_probe_ms() -> float:
+    """How fast the machine runs plain Python right now. Shared virtual machines differ from day
+    to day and hour to hour: compare two runs' probes before their other numbers."""
+
+    def work() -> None:
+        table = {n: str(n) for n in range(200_000)}
+        sorted(table.values())
+
+    times = []
+    for _ in range(5):
+        began = time.perf_counter()
+        work()
+        times.append((time.perf_counter() - began) * 1000)
+    return min(times)
 
 
 def _code_version() -> str:
