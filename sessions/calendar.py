@@ -7,7 +7,7 @@ while they use it, so what it loaded cannot change underneath them; PostgreSQL's
 constraints back rules 2 and 3 for any code that skips the services.
 """
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -114,6 +114,7 @@ class ClinicCalendar:
         ):
             self._blocks.setdefault(weekday, []).append((starts, ends, capacity))
         self._staffed = bool(self._blocks)
+        self._orders: dict[int | None, list[int]] = {}
         self._days: dict[date, _Day] = {}
         self._patient_spans: list[tuple[datetime, datetime]] | None = None
         self._closed: dict[date, str] = {}
@@ -197,9 +198,7 @@ class ClinicCalendar:
     def first_free(self, starts_at: datetime, length: timedelta, preferred_chair: int | None) -> Slot | BookingConflict:
         """A slot at `starts_at` on the preferred chair if it is free, else on the first free chair
         by name; when none is free, the conflict on the preferred (or first) chair."""
-        order = self.chairs_by_name
-        if preferred_chair is not None:
-            order = [preferred_chair] + [pk for pk in order if pk != preferred_chair]
+        order = self._chair_order(preferred_chair)
         if not order:
             return BookingConflict("chair_inactive", "The clinic has no active chair.")
         # Rules 1, 3 and 4 do not depend on the chair: check them once, not once per chair.
@@ -208,10 +207,11 @@ class ClinicCalendar:
         if refused is not None:
             return refused
         day = self._day(local_date(starts_at, self.zone))
+        free_until = ends_at + self.buffer
         for chair_id in order:
-            if chair_id in self.active_chairs and self._chair_free(day, chair_id, starts_at, ends_at):
+            if chair_id in self.active_chairs and self._chair_free(day, chair_id, starts_at, free_until):
                 slot = Slot(chair_id, starts_at, ends_at)
-                return self._patient_conflict(slot) or self._staffing_conflict(slot) or slot
+                return self._patient_conflict(slot) or self._staffing_conflict(slot, day) or slot
         return self._chair_conflict(Slot(order[0], starts_at, ends_at)) or BookingConflict(
             "chair_inactive", "The clinic has no active chair."
         )
@@ -254,9 +254,8 @@ class ClinicCalendar:
         name = self.active_chairs.get(slot.chair_id)
         if name is None:
             return BookingConflict("chair_inactive", "That chair is not an active chair of this clinic.")
-        if not self._chair_free(
-            self._day(local_date(slot.starts_at, self.zone)), slot.chair_id, slot.starts_at, slot.ends_at
-        ):
+        day = self._day(local_date(slot.starts_at, self.zone))
+        if not self._chair_free(day, slot.chair_id, slot.starts_at, slot.ends_at + self.buffer):
             return BookingConflict(
                 "chair_overlap",
                 f"{name} is taken at {self._show(slot.starts_at)} (a session there, with the "
@@ -264,11 +263,19 @@ class ClinicCalendar:
             )
         return None
 
-    def _chair_free(self, day: "_Day", chair_id: int, starts_at: datetime, ends_at: datetime) -> bool:
+    def _chair_order(self, preferred_chair: int | None) -> list[int]:
+        """Active chairs by name, the preferred one first."""
+        if preferred_chair not in self._orders:
+            rest = [pk for pk in self.chairs_by_name if pk != preferred_chair]
+            self._orders[preferred_chair] = rest if preferred_chair is None else [preferred_chair, *rest]
+        return self._orders[preferred_chair]
+
+    def _chair_free(self, day: "_Day", chair_id: int, starts_at: datetime, free_until: datetime) -> bool:
+        """Whether the chair is free from `starts_at` until `free_until` (the end plus the buffer)."""
         starts = day.chair_starts.get(chair_id)
         if not starts:
             return True
-        at = bisect_left(starts, ends_at + self.buffer)
+        at = bisect_left(starts, free_until)
         return not (at and day.chair_frees[chair_id][at - 1] > starts_at)
 
     def _patient_conflict(self, slot: Slot) -> BookingConflict | None:
@@ -279,8 +286,8 @@ class ClinicCalendar:
                 )
         return None
 
-    def _staffing_conflict(self, slot: Slot) -> BookingConflict | None:
-        found = self._day(local_date(slot.starts_at, self.zone))
+    def _staffing_conflict(self, slot: Slot, found: "_Day | None" = None) -> BookingConflict | None:
+        found = found if found is not None else self._day(local_date(slot.starts_at, self.zone))
         first = bisect_left(found.starts, slot.starts_at - MAX_SESSION)
         last = bisect_left(found.starts, slot.ends_at)
         running = [span for span in found.spans[first:last] if span[1] > slot.starts_at]
@@ -295,12 +302,16 @@ class ClinicCalendar:
                 )
         if not self._staffed:
             return None
+        # The load only rises where a session starts or a shift changes: check those moments.
+        # Sessions running at a moment: those started by then less those ended by then.
+        starts = [s for s, _ in running]  # sorted, as the day's spans are
+        ends = sorted(e for _, e in running)
         checkpoints = {slot.starts_at}
-        checkpoints.update(s for s, _ in running if s > slot.starts_at)
+        checkpoints.update(s for s in starts if s > slot.starts_at)
         checkpoints.update(edge for b in found.staffing for edge in b[:2] if slot.starts_at < edge < slot.ends_at)
         for moment in sorted(checkpoints):
             capacity = sum(c for s, e, c in found.staffing if s <= moment < e)
-            load = 1 + sum(1 for s, e in running if s <= moment < e)
+            load = 1 + bisect_right(starts, moment) - bisect_right(ends, moment)
             if load > capacity:
                 return BookingConflict(
                     "staffing_capacity",
