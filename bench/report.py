@@ -52,8 +52,9 @@ def document(groups: list[Group], facts: list[tuple[str, str]], run_seconds: flo
         "this page. Times are wall-clock milliseconds per call (`time.perf_counter`), measured after "
         "warm-up calls, from Python through Django to PostgreSQL and back, with DEBUG off. p95 is the "
         "nearest-rank 95th percentile. The machine is a shared virtual one whose speed drifts between "
-        "runs (the same commit has measured a booking at 16 and at 22 ms on one day): the CPU probe "
-        "below says how fast it ran plain Python this time, so compare probes before other numbers.",
+        "runs: on 2026-11-25 one commit measured a booking's median at 16 and at 24 ms within the hour, "
+        "and the CPU model itself changed between sessions (Intel Xeon, then AMD EPYC). Read one run's "
+        "numbers against each other; the CPU probe below is a rough gauge of plain Python speed only.",
         "## Machine",
         "| | |\n|---|---|\n" + "\n".join(f"| {name} | {value} |" for name, value in facts),
         f"The last run took {run_seconds:.0f} s, building its data included.",
