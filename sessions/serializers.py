@@ -41,7 +41,26 @@ class ClinicScopedField(serializers.PrimaryKeyRelatedField):
         return queryset if request is None else within_clinics(queryset, request.user)
 
 
-class ClinicScopedModelSerializer(serializers.ModelSerializer):
+class JsonBooleanField(serializers.BooleanField):
+    """true or false, as the schema says. The API reads JSON only, where DRF's field would also
+    take 0, 1, "yes" or "on" as booleans."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if isinstance(data, bool):
+            return data
+        self.fail("invalid")
+
+
+class ApiModelSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.BooleanField: JsonBooleanField,
+    }
+
+
+class ClinicScopedModelSerializer(ApiModelSerializer):
     serializer_related_field = ClinicScopedField
 
 
@@ -111,7 +130,7 @@ def clinic_instant(value: datetime, clinic: Clinic, *, field: str, now: datetime
     return instant
 
 
-class OpeningHoursSerializer(WallClockTimes, serializers.ModelSerializer):
+class OpeningHoursSerializer(WallClockTimes, ApiModelSerializer):
     class Meta:
         model = OpeningHours
         fields = ["weekday", "opens", "closes"]
@@ -122,13 +141,13 @@ class OpeningHoursSerializer(WallClockTimes, serializers.ModelSerializer):
         return attrs
 
 
-class ClosedDateSerializer(serializers.ModelSerializer):
+class ClosedDateSerializer(ApiModelSerializer):
     class Meta:
         model = ClosedDate
         fields = ["date", "reason"]
 
 
-class StaffingBlockSerializer(WallClockTimes, serializers.ModelSerializer):
+class StaffingBlockSerializer(WallClockTimes, ApiModelSerializer):
     class Meta:
         model = StaffingBlock
         fields = ["weekday", "starts", "ends", "nurses", "patients_per_nurse"]
@@ -139,7 +158,7 @@ class StaffingBlockSerializer(WallClockTimes, serializers.ModelSerializer):
         return attrs
 
 
-class ClinicSerializer(WallClockTimes, serializers.ModelSerializer):
+class ClinicSerializer(WallClockTimes, ApiModelSerializer):
     opening_hours = OpeningHoursSerializer(many=True, required=False)
     closed_dates = ClosedDateSerializer(many=True, required=False)
     staffing_blocks = StaffingBlockSerializer(many=True, required=False)
@@ -330,7 +349,7 @@ class CancelSerializer(serializers.Serializer):
 
 
 class ConfirmSerializer(serializers.Serializer):
-    driver_confirmed = serializers.BooleanField(required=False, default=False)
+    driver_confirmed = JsonBooleanField(required=False, default=False)
 
 
 class MarkSerializer(serializers.Serializer):

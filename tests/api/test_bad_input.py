@@ -3,6 +3,10 @@
 from datetime import datetime, timedelta
 
 import pytest
+from django.utils import timezone
+
+from sessions.models import Session
+from sessions.services import series_book
 
 pytestmark = pytest.mark.django_db
 
@@ -176,3 +180,20 @@ def test_malformed_json_is_a_400(scheduler_api):
 def test_an_unknown_session_is_a_404(scheduler_api):
     assert scheduler_api.get(f"/api/sessions/{10**25}/").status_code == 404
     assert scheduler_api.post("/api/sessions/abc/cancel", {"reason": "x"}, format="json").status_code == 404
+
+
+def test_a_boolean_must_be_true_or_false(scheduler_api, clinic, patient):
+    series = series_book(patient=patient, protocol=clinic.protocols.get(name="Depression induction"),
+                         first_start=(timezone.now() + timedelta(days=3)).astimezone(clinic.zone)
+                         .replace(hour=9, minute=0, tzinfo=None))  # fmt: skip
+    session = series.sessions.get(number=1)
+
+    answers = [
+        scheduler_api.post(f"/api/sessions/{session.pk}/confirm", {"driver_confirmed": value}, format="json")
+        for value in (0, 1, "yes", "true")
+    ]
+
+    assert [a.status_code for a in answers] == [400] * 4
+    assert answers[0].json()["driver_confirmed"] == ["Must be true or false."]
+    session.refresh_from_db()
+    assert session.status == Session.Status.BOOKED
