@@ -112,8 +112,8 @@ def _memory() -> str:
 
 
 def _cpu_probe_ms() -> float:
-    """How fast the machine runs plain Python right now. Shared virtual machines differ from day
-    to day and hour to hour: compare two runs' probes before their other numbers."""
+    """Milliseconds for a fixed piece of plain Python: a rough gauge of how fast the machine ran
+    it during this run (the database and the other processes are not in it)."""
 
     def work() -> None:
         table = {n: str(n) for n in range(200_000)}

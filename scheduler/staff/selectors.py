@@ -2,7 +2,7 @@
 
 They join the booking core with the notifications app, which is why they live in the project
 and not in either app: `sessions/` must never import `notifications/`. Every read is scoped by
-`clinics_for`, the one place that decides which clinics a user may see.
+`sessions.access`, the one place that decides which clinics a user may see.
 """
 
 from dataclasses import dataclass
@@ -13,7 +13,7 @@ from operator import and_
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from notifications.models import InboundSms, Message, OutboxText, StaffFlag
-from sessions.access import clinics_for
+from sessions.access import within_clinics
 from sessions.models import AuditEvent, Clinic, Patient, Series, Session, SessionMove
 from sessions.selectors import sessions_for_day
 
@@ -23,13 +23,11 @@ AUDIT_LIMIT = 200
 
 
 def patients_for(user) -> QuerySet[Patient]:
-    return Patient.objects.filter(clinic__in=clinics_for(user))
+    return within_clinics(Patient.objects.all(), user)
 
 
 def sessions_for(user) -> QuerySet[Session]:
-    return Session.objects.filter(clinic__in=clinics_for(user)).select_related(
-        "clinic", "patient", "chair", "series__protocol"
-    )
+    return within_clinics(Session.objects.all(), user).select_related("clinic", "patient", "chair", "series__protocol")
 
 
 def patients_search(*, user, query: str) -> list[Patient]:

@@ -1,7 +1,7 @@
 """The staff web app: each view parses a form, calls a booking or inbox service or a selector,
 and renders.
 
-Every object is looked up through the user's clinics (`selectors.clinics_for`): another
+Every object is looked up through the user's clinics (`sessions.access.clinics_for`): another
 clinic's board, patient or session answers 404, which does not even confirm that it exists.
 A booking rule that refuses a change is shown as a message on the page, never as an error.
 """
@@ -26,6 +26,7 @@ from django.views.decorators.http import require_POST
 from notifications import inbox
 from sessions import selectors as booking_selectors
 from sessions import services
+from sessions.access import clinics_for
 from sessions.calendar import BookingConflict
 from sessions.models import AuditEvent, Clinic, Session
 
@@ -50,7 +51,7 @@ def staff_view(permission: str | None = None) -> Callable:
 def _render(request: HttpRequest, template: str, context: dict, *, section: str = "") -> HttpResponse:
     user = request.user
     nav = {
-        "clinics": list(selectors.clinics_for(user)),
+        "clinics": list(clinics_for(user)),
         "inbox_count": selectors.inbox_open_count(user=user) if user.has_perm("notifications.view_staffflag") else 0,
     }
     return render(request, template, {**context, "nav": nav, "section": section})
@@ -81,7 +82,7 @@ def _back_to_board(request: HttpRequest, session: Session) -> HttpResponse:
 
 @staff_view()
 def home(request: HttpRequest) -> HttpResponse:
-    first = selectors.clinics_for(request.user).first()
+    first = clinics_for(request.user).first()
     if first is not None and request.user.has_perm("booking.view_session"):
         return redirect("staff:board", clinic_id=first.pk)
     return _render(request, "staff/home.html", {})
@@ -92,7 +93,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @staff_view("booking.view_session")
 def board(request: HttpRequest, clinic_id: int) -> HttpResponse:
-    clinic = get_object_or_404(selectors.clinics_for(request.user), pk=clinic_id)
+    clinic = get_object_or_404(clinics_for(request.user), pk=clinic_id)
     day = _day(request.GET.get("date", ""), clinic)
     # Asked once here, not once per session row in the template.
     can = {
@@ -237,7 +238,7 @@ def patient(request: HttpRequest, patient_id: int) -> HttpResponse:
 @staff_view("booking.add_series")
 def book(request: HttpRequest) -> HttpResponse:
     """Step one: find the patient, or register a new one."""
-    clinics = selectors.clinics_for(request.user)
+    clinics = clinics_for(request.user)
     search = forms.PatientSearchForm(request.GET)
     query = search.cleaned_data["q"] if search.is_valid() else ""
     new_patient = forms.PatientForm(request.POST or None, clinics=clinics)
