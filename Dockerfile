@@ -9,9 +9,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Requirements before the code, so an edit to the code does not reinstall every dependency.
+# Requirements before the code, so an edit to the code does not reinstall every dependency. The
+# lock pins every package (`make lock`): --no-deps installs exactly those, and `pip check` fails
+# the build on a dependency the lock left out rather than letting pip pick a version of its own.
 COPY requirements.txt .
-RUN pip install -r requirements.txt
+RUN pip install --no-deps -r requirements.txt && pip check
 
 COPY . .
 # Collected once at build time for WhiteNoise; the key only satisfies settings, it signs nothing.

@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The runtime lock alone, as the image installs it; tests/production/test_runtime_lock.py starts
+# web, worker and beat from it.
+RUNTIME_VENV ?= .venv-runtime
 
-.PHONY: run test browser bench lint check-deploy clean
+.PHONY: run test browser bench lint check-deploy clean lock runtime-venv
 
 # An existing venv that already holds every pinned package (VENV=<path> reuses one) is only
 # stamped: the offline check needs no network and installs nothing.
@@ -14,6 +17,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 	  || { $(PY) -m pip install --quiet --upgrade pip && $(PY) -m pip install --quiet -r requirements-dev.txt; }
 	touch $(STAMP)
 
+# requirements*.in -> requirements*.txt with uv, which the dev venv installs from PyPI (pinned in the
+# dev lock). A pin already in a lock stays unless an .in file rules it out: `make lock
+# UPGRADE=--upgrade` moves them all, `UPGRADE="--upgrade-package NAME"` one. The dev lock is
+# constrained by the runtime lock, so both pin the same versions.
+COMPILE := $(PY) -m uv pip compile --quiet --python-version 3.11 --custom-compile-command "make lock" $(UPGRADE)
+lock: $(STAMP)
+	$(COMPILE) requirements.in -o requirements.txt
+	$(COMPILE) requirements-dev.in -o requirements-dev.txt
+
 run: $(STAMP)
 	$(PY) scripts/run.py
 
@@ -21,11 +33,20 @@ run: $(STAMP)
 browser:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
-test: $(STAMP) browser
+# Rebuilt only when requirements.txt differs from the copy it was built from. --no-deps and
+# `pip check`: what the lock leaves out is missing here, as in the image, not fetched behind its back.
+runtime-venv:
+	cmp -s requirements.txt $(RUNTIME_VENV)/requirements.txt || { \
+	  rm -rf $(RUNTIME_VENV) && $(PYTHON) -m venv $(RUNTIME_VENV) \
+	  && $(RUNTIME_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r requirements.txt \
+	  && $(RUNTIME_VENV)/bin/pip check \
+	  && cp requirements.txt $(RUNTIME_VENV)/requirements.txt; }
+
+test: $(STAMP) browser runtime-venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
-	$(PY) -m pytest $(PYTEST_ARGS)
+	RUNTIME_PYTHON=$(abspath $(RUNTIME_VENV))/bin/python $(PY) -m pytest $(PYTEST_ARGS)
 
 # The load test drives the patient link page with wrk, a C load generator, from Debian.
 bench: $(STAMP)
@@ -33,4 +54,4 @@ bench: $(STAMP)
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .broker db.sqlite3 .run
+	rm -rf $(VENV) $(RUNTIME_VENV) .broker db.sqlite3 .run

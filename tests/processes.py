@@ -1,5 +1,6 @@
 """Real processes for end-to-end tests: a Redis server of the test's own, Celery workers and
-beats on the test database. Each uses a free port or a fresh folder and is always stopped."""
+beats and gunicorn on the test database. Each uses a free port or a fresh folder and is always
+stopped."""
 
 import os
 import shutil
@@ -82,13 +83,10 @@ class RedisServer:
             return False
 
 
-class CeleryProcess:
-    """`celery worker` or `celery beat` as a child process in its own process group."""
+class ChildProcess:
+    """A child process in its own process group, its output in a log file."""
 
-    def __init__(self, kind: str, env: dict[str, str], log: Path, *extra: str) -> None:
-        command = [sys.executable, "-m", "celery", "-A", "scheduler", kind, "--loglevel=info", *extra]
-        if kind == "beat":
-            command.append("--pidfile=")  # two beats may share a folder: no pid file to fight over
+    def __init__(self, command: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log
         self.process = subprocess.Popen(
             command,
@@ -117,11 +115,40 @@ class CeleryProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def assert_running(self) -> None:
+        """Fails at once, with the log, on a process that has exited: a crash at start-up then
+        reads as its traceback instead of a timeout on whatever it should have done."""
+        code = self.process.poll()
+        assert code is None, f"{' '.join(self.process.args)} exited with status {code}:\n{self.output()[-6000:]}"
+
     def _signal(self, signum: int) -> None:
         try:
             os.killpg(self.process.pid, signum)
         except ProcessLookupError:
             pass
+
+
+class CeleryProcess(ChildProcess):
+    """`celery worker` or `celery beat`; `python` is the interpreter (another venv's, to run on its packages)."""
+
+    def __init__(self, kind: str, env: dict[str, str], log: Path, *extra: str, python: str = sys.executable) -> None:
+        command = [python, "-m", "celery", "-A", "scheduler", kind, "--loglevel=info", *extra]
+        if kind == "beat":
+            command.append("--pidfile=")  # two beats may share a folder: no pid file to fight over
+        super().__init__(command, env, log)
+
+
+class WebProcess(ChildProcess):
+    """gunicorn with the project's gunicorn.conf.py, on a free loopback port."""
+
+    def __init__(self, env: dict[str, str], log: Path, *, python: str = sys.executable) -> None:
+        self.port = free_port()
+        command = [python, "-m", "gunicorn", "-c", "gunicorn.conf.py", "scheduler.wsgi"]
+        super().__init__(command, {**env, "GUNICORN_BIND": f"127.0.0.1:{self.port}"}, log)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
 
 def celery_env(*, redis_url: str, twilio, smtp, tick_seconds: float = 1.0, **extra: str) -> dict[str, str]:

@@ -25,7 +25,7 @@ STARTUP_TIMEOUT_SECONDS = 120.0
 STOP_TIMEOUT_SECONDS = 30.0
 # Left out of the copy: local state of this checkout, and anything that would point the copy
 # at a database, broker or settings other than the defaults a new machine gets.
-NOT_COPIED = {".venv", ".git", "db.sqlite3", ".broker", ".env", ".run", "staticfiles"}
+NOT_COPIED = {".venv", ".venv-runtime", ".git", "db.sqlite3", ".broker", ".env", ".run", "staticfiles"}
 CACHES = {"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
 ENV_DROPPED = {
     "DATABASE_URL",
