@@ -2,9 +2,15 @@
 
 The row is the lock and the record. A worker moves it claimed → sending in a transaction *before*
 it calls the provider and records the outcome after, so a worker killed mid-send leaves a row in
-`sending`; the tick then looks for the text in Twilio's log (each text carries its own link
-token, stored hashed against the row) before it ever sends again. No send happens inside a
-transaction that could roll back, and no reminder waits in the broker as an ETA task.
+`sending`; the tick then looks for the text in Twilio's log (every text carries its own link
+token, stored hashed against the row, so the match is exact) before it ever sends again. No send
+happens inside a transaction that could roll back, no provider call happens while a row lock is
+held, and no reminder waits in the broker as an ETA task.
+
+Locks follow the code base's one order (sessions/locking.py): a message's patient, then the
+message. The patient's lock is the one every change to their sessions takes first, so a send's
+check "is the session still on?" cannot interleave with a cancel: either the cancel withdrew the
+message before the worker looked, or the message was already on its way when the cancel ran.
 """
 
 import logging
@@ -15,10 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from sessions.locking import lock_patients
 from sessions.models import Patient, Session
 
 from . import links
@@ -50,6 +57,8 @@ def reminder_tick(*, now: datetime | None = None, limit: int | None = None) -> T
     now = now or timezone.now()
     started = time.perf_counter()
     expired = messages_expire(now=now)
+    # Recovery works row by row and never raises for one row's sake: the claim below must run
+    # whatever an interrupted send left behind.
     reconciled = messages_reconcile_stuck(now=now)
     requeued = messages_requeue_lost(now=now)
     claimed = messages_claim_due(now=now, limit=limit or settings.REMINDER_TICK_BATCH)
@@ -65,7 +74,7 @@ def messages_claim_due(*, now: datetime, limit: int) -> list[int]:
     """Claim due planned rows atomically (two beats never claim one row) and enqueue them on commit."""
     with transaction.atomic():
         ids = list(
-            Message.objects.select_for_update(skip_locked=True)
+            Message.objects.select_for_update(skip_locked=True, no_key=True)
             .filter(status=Status.PLANNED, due_at__lte=now)
             .order_by("due_at")
             .values_list("id", flat=True)[:limit]
@@ -81,7 +90,7 @@ def messages_requeue_lost(*, now: datetime) -> list[int]:
     that was only slow finds the row no longer claimed and does nothing."""
     with transaction.atomic():
         ids = list(
-            Message.objects.select_for_update(skip_locked=True)
+            Message.objects.select_for_update(skip_locked=True, no_key=True)
             .filter(status=Status.CLAIMED, lease_expires_at__lt=now)
             .values_list("id", flat=True)[: settings.REMINDER_TICK_BATCH]
         )
@@ -92,29 +101,59 @@ def messages_requeue_lost(*, now: datetime) -> list[int]:
 
 
 def messages_expire(*, now: datetime) -> int:
-    return Message.objects.filter(status__in=Message.PENDING, expires_at__lte=now).update(
-        status=Status.EXPIRED, reason="not sent before the session started", updated_at=now
-    )
+    # Rows another transaction holds (a cancel withdrawing them, a worker sending one) are left
+    # for the next tick: one bulk UPDATE waiting on them could close a cycle of waits.
+    with transaction.atomic():
+        ids = list(
+            Message.objects.select_for_update(skip_locked=True, no_key=True)
+            .filter(status__in=Message.PENDING, expires_at__lte=now)
+            .values_list("id", flat=True)[: settings.REMINDER_TICK_BATCH]
+        )
+        return Message.objects.filter(id__in=ids, status__in=Message.PENDING).update(
+            status=Status.EXPIRED, reason="not sent before the session started", updated_at=now
+        )
 
 
 def messages_reconcile_stuck(*, now: datetime) -> int:
-    """Rows left in `sending` past their lease: find out from the provider whether they went."""
-    done = 0
+    """Rows left in `sending` past their lease: find out from the provider whether they went.
+
+    The rows are leased in one short transaction, the provider is asked with no transaction
+    open, and each row's outcome is recorded in a transaction of its own: a slow provider holds
+    no lock, and a row that cannot be settled now waits for its next lease without holding up
+    the others or the claim that follows.
+    """
+    lease = now + timedelta(seconds=settings.MESSAGE_SEND_LEASE_SECONDS)
     with transaction.atomic():
-        stuck = list(
-            Message.objects.select_for_update(skip_locked=True).filter(status=Status.SENDING, lease_expires_at__lt=now)[
-                : settings.REMINDER_TICK_BATCH
-            ]
+        ids = list(
+            Message.objects.select_for_update(skip_locked=True, no_key=True)
+            .filter(status=Status.SENDING, lease_expires_at__lt=now)
+            .order_by("lease_expires_at")
+            .values_list("id", flat=True)[: settings.REMINDER_RECONCILE_BATCH]
         )
-        for message in stuck:
-            _reconcile(message, now)
-            done += 1
+        Message.objects.filter(id__in=ids).update(lease_expires_at=lease)
+    done = 0
+    deadline = time.monotonic() + settings.REMINDER_RECONCILE_SECONDS
+    for message in Message.objects.filter(id__in=ids, lease_expires_at=lease).order_by("id"):
+        if time.monotonic() > deadline:
+            break
+        try:
+            done += _reconcile(message, lease, now)
+        except Exception:
+            # Whatever went wrong with this row (a database error, a provider answer we cannot
+            # read), it stays `sending` under its new lease and is looked at again then: never
+            # resent blindly, and never in the way of the rows after it.
+            log.exception("reconcile message=%d failed; retried after its lease", message.pk)
     return done
 
 
 def message_send(*, message_id: int, now: datetime | None = None) -> str:
     """Send one claimed message, once. Returns the status it ends the attempt in."""
-    prepared = _begin(message_id, now or timezone.now())
+    try:
+        prepared = _begin(message_id, now or timezone.now())
+    except DatabaseError:
+        raise  # the row is untouched and still claimed: it is handed out again after its lease
+    except Exception as exc:
+        return _record_broken(message_id, exc, now or timezone.now())
     if isinstance(prepared, str):
         return prepared
     message, rendered = prepared
@@ -123,6 +162,11 @@ def message_send(*, message_id: int, now: datetime | None = None) -> str:
         provider_id = _deliver(message, rendered)
     except TransportError as exc:
         outcome = _record_failure(message, exc, now or timezone.now())
+    except Exception as exc:
+        # Not the provider's answer but our side (a header the mail library refuses, a bug): the
+        # same error would come back on every retry, so the attempt ends here, failed and shown
+        # to staff, instead of leaving the row in `sending` for ever.
+        outcome = _record_broken(message.pk, exc, now or timezone.now())
     else:
         outcome = _record_sent(message, provider_id, now or timezone.now())
     log.info(
@@ -141,7 +185,7 @@ def message_record_status(*, message_id: int | None, provider_id: str, status: s
         # The callback can overtake the worker recording the SID: our id in its URL finds the row.
         ours |= Q(pk=message_id, provider_id=None)
     with transaction.atomic():
-        message = Message.objects.filter(ours).select_for_update().first()
+        message = Message.objects.filter(ours).select_for_update(no_key=True).first()
         if message is None:
             return False
         if wanted is None or _RANK[wanted] <= _RANK[message.status]:
@@ -184,16 +228,12 @@ _CALLBACK_STATUS = {
 def _begin(message_id: int, now: datetime) -> tuple[Message, Rendered] | str:
     """Check, render and mark the row `sending` in one short transaction, before any I/O."""
     with transaction.atomic():
-        message = (
-            Message.objects.select_for_update(of=("self",))
-            .select_related("session__clinic", "session__series__protocol", "patient")
-            .filter(pk=message_id)
-            .first()
-        )
+        message = _lock_message(message_id)
         if message is None or message.status != Status.CLAIMED:
             return "not claimed"
-        # The patient's row serialises their sends, so two workers cannot both pass the caps.
-        patient = Patient.objects.select_for_update(of=("self",)).select_related("clinic").get(pk=message.patient_id)
+        # The patient's lock (taken first) also serialises their sends, so two workers cannot
+        # both pass the caps.
+        patient = Patient.objects.select_related("clinic").get(pk=message.patient_id)
         refusal = _refusal(message, patient, now)
         if refusal is not None:
             status, reason = refusal
@@ -286,7 +326,9 @@ def _record_sent(message: Message, provider_id: str, now: datetime) -> str:
 
 def _record_failure(message: Message, error: TransportError, now: datetime) -> str:
     with transaction.atomic():
-        current = Message.objects.select_for_update().get(pk=message.pk)
+        current = _lock_message(message.pk)
+        if current is None:
+            return "gone"
         if current.status != Status.SENDING:
             return current.status
         if error.uncertain:
@@ -299,6 +341,19 @@ def _record_failure(message: Message, error: TransportError, now: datetime) -> s
             return Status.FAILED
         _retry_or_expire(current, str(error), now)
         return current.status
+
+
+def _record_broken(message_id: int, error: Exception, now: datetime) -> str:
+    log.exception("send message=%d failed on our side: %s", message_id, type(error).__name__)
+    with transaction.atomic():
+        current = _lock_message(message_id)
+        if current is None:
+            return "gone"
+        if current.status not in (Status.CLAIMED, Status.SENDING):
+            return current.status
+        detail = str(error).splitlines()[0][:120] if str(error) else ""
+        _fail_permanently(current, TransportError(f"could not be sent: {type(error).__name__} {detail}".strip()), now)
+    return Status.FAILED
 
 
 def _retry_or_expire(message: Message, reason: str, now: datetime) -> None:
@@ -318,7 +373,7 @@ def _backoff(attempts: int) -> timedelta:
 
 
 def _fail_permanently(message: Message, error: TransportError, now: datetime) -> None:
-    message.status, message.reason, message.provider_error = Status.FAILED, str(error), error.code
+    message.status, message.reason, message.provider_error = Status.FAILED, str(error)[:300], error.code
     message.save(update_fields=["status", "reason", "provider_error", "updated_at"])
     if message.channel != Channel.SMS:
         _flag(message, StaffFlag.Kind.SMS_REFUSED, f"Email refused: {error}")
@@ -355,31 +410,53 @@ def _email_fallback(message: Message, now: datetime) -> Message | None:
     return fallback
 
 
-def _reconcile(message: Message, now: datetime) -> None:
-    """Did the stuck send reach the provider? Found: sent. Not found: send again (or expire)."""
+def _reconcile(message: Message, lease: datetime, now: datetime) -> int:
+    """Did the stuck send reach the provider? Found: sent. Not found: send again (or expire).
+    1 when the row was settled, 0 when it waits for its next lease."""
+    logged: list = []
     if message.channel == Channel.SMS:
         try:
             logged = sms_transport().sent_since(
                 message_id=message.pk, to=message.recipient, since=message.sending_started_at
             )
         except TransportError:
-            message.lease_expires_at = now + timedelta(seconds=settings.MESSAGE_SEND_LEASE_SECONDS)
-            message.save(update_fields=["lease_expires_at", "updated_at"])
-            return
-        ours = links.message_token_hashes(message=message)
-        for text in logged:
-            tokens = _LINK.findall(text.body)
-            if any(links.token_hash(t) in ours for t in tokens) or (not tokens and text.body == message.body_redacted):
-                message.status, message.provider_id, message.sent_at = Status.SENT, text.sid, now
-                message.reason = "found in the provider's log after an interrupted send"
-                message.save(update_fields=["status", "provider_id", "sent_at", "reason", "updated_at"])
-                return
-    # Not in the log (or email, which has no log to ask): it never went; try again.
-    message.status = Status.CLAIMED
-    message.reason = "interrupted send not found at the provider; sending again"
-    message.lease_expires_at = now + _claim_lease()
-    message.save(update_fields=["status", "reason", "lease_expires_at", "updated_at"])
-    transaction.on_commit(lambda: _enqueue([message.pk]))
+            return 0  # the log is unavailable: ask again when this lease ends
+    ours = links.message_token_hashes(message=message)
+    candidates = [text.sid for text in logged if any(links.token_hash(t) in ours for t in _LINK.findall(text.body))]
+    with transaction.atomic():
+        current = _lock_message(message.pk)
+        if current is None or current.status != Status.SENDING or current.lease_expires_at != lease:
+            return 0  # settled meanwhile (a late status callback, another beat)
+        # Only this row's own token matches, so a text can belong to no other row; the check
+        # stands guard against adopting an id another row holds, which the unique key forbids.
+        taken = set(Message.objects.filter(provider_id__in=candidates).values_list("provider_id", flat=True))
+        found = next((sid for sid in candidates if sid not in taken), None)
+        if found is not None:
+            current.status, current.provider_id, current.sent_at = Status.SENT, found, now
+            current.reason = "found in the provider's log after an interrupted send"
+            current.save(update_fields=["status", "provider_id", "sent_at", "reason", "updated_at"])
+            return 1
+        # Not in the log (or email, which has no log to ask): it never went; try again.
+        current.status = Status.CLAIMED
+        current.reason = "interrupted send not found at the provider; sending again"
+        current.lease_expires_at = now + _claim_lease()
+        current.save(update_fields=["status", "reason", "lease_expires_at", "updated_at"])
+        transaction.on_commit(lambda: _enqueue([current.pk]))
+    return 1
+
+
+def _lock_message(message_id: int) -> Message | None:
+    """The message's row, locked after its patient's (sessions/locking.py), with what a send reads."""
+    patient_id = Message.objects.filter(pk=message_id).values_list("patient_id", flat=True).first()
+    if patient_id is None:
+        return None
+    lock_patients(patient_ids=[patient_id])
+    return (
+        Message.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("session__clinic", "session__series__protocol", "patient")
+        .filter(pk=message_id)
+        .first()
+    )
 
 
 def _flag(message: Message, kind: str, detail: str) -> None:

@@ -13,7 +13,7 @@ from datetime import datetime
 from sessions.models import Session
 from sessions.validators import clinical_words_in
 
-from .models import CANCELLATIONS, Channel, MessageTemplate, Purpose
+from .models import Channel, MessageTemplate, Purpose
 
 SMS_LIMIT = 160
 
@@ -51,10 +51,10 @@ _SMS = {
     ): "{clinic}: your visit is now {date} {time}. Reply C to confirm, R to reschedule. {link} STOP to end",
     ("moved", "es"): "{clinic}: su cita es ahora {date} {time}. Responda C para confirmar, R para cambiar. {link} "
     "STOP para salir",
-    ("cancelled", "en"): "{clinic}: your visit {date} {time} is cancelled. Questions: {phone}. STOP to end",
-    ("cancelled", "es"): "{clinic}: su cita {date} {time} fue cancelada. Dudas: {phone}. STOP para salir",
-    ("cancel_all", "en"): "{clinic}: your visits from {date} {time} on are cancelled. Questions: {phone}. STOP to end",
-    ("cancel_all", "es"): "{clinic}: sus citas desde {date} {time} fueron canceladas. Dudas: {phone}. STOP para salir",
+    ("cancelled", "en"): "{clinic}: visit {date} {time} cancelled. Info: {link} or {phone}. STOP to end",
+    ("cancelled", "es"): "{clinic}: cita {date} {time} cancelada. Info: {link} o {phone}. STOP para salir",
+    ("cancel_all", "en"): "{clinic}: visits from {date} {time} cancelled. {link} or {phone}. STOP to end",
+    ("cancel_all", "es"): "{clinic}: citas desde {date} {time} canceladas. {link} o {phone}. STOP para salir",
 }
 
 _EMAIL_SUBJECT = {
@@ -138,9 +138,9 @@ def template_problems(template: MessageTemplate) -> dict[str, str]:
 
 
 def _sms_problems(template: MessageTemplate) -> dict[str, str]:
-    needed = {"link"} if template.purpose not in CANCELLATIONS else set()
-    missing = needed - placeholders_in(template.body)
-    if missing or "STOP" not in template.body:
+    # Every text carries its own link, cancellations too: the token is how an interrupted send is
+    # told apart from an earlier text of the same words in Twilio's log.
+    if "link" not in placeholders_in(template.body) or "STOP" not in template.body:
         return {"body": "A text must carry the patient link ({link}) and say how to stop (STOP)."}
     sample = fill(template.body, _longest_values(template))
     if not is_gsm7(sample):

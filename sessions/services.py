@@ -1,9 +1,11 @@
 """Every write of the booking domain: book a series, move, confirm, cancel, mark attendance.
 
-Each write locks the clinic's row (then the patient's) for its transaction, so checks and insert
-see one consistent calendar: bookings of one clinic are serialised, which is cheap at clinic
-scale and makes staffing capacity and the stagger cap, which no constraint can express, exact.
-PostgreSQL's exclusion constraints stand behind rules 2 and 3 regardless.
+Locks follow the code base's one order (sessions/locking.py): clinic → patient → series →
+session. Bookings and moves lock the clinic's row, so checks and insert see one consistent
+calendar: bookings of one clinic are serialised, which is cheap at clinic scale and makes staffing
+capacity and the stagger cap, which no constraint can express, exact. Every other write to a
+session locks its patient first. PostgreSQL's exclusion constraints stand behind rules 2 and 3
+regardless.
 """
 
 from collections.abc import Iterator, Sequence
@@ -18,6 +20,7 @@ from django.utils import timezone
 from . import signals
 from .calendar import BookingConflict, ClinicCalendar, Slot, series_gap_conflict
 from .clock import LocalTimeError, local_date, to_utc, wall_clock
+from .locking import lock_clinic_and_patient, lock_patients
 from .models import AuditEvent, Chair, Clinic, Patient, Protocol, Series, Session, SessionMove
 from .selectors import session_neighbours
 
@@ -77,7 +80,7 @@ def series_book(
     """Book the whole series or nothing (rule 6); the conflict names the first rule broken."""
     now = now or timezone.now()
     with _translating_constraint_violations(), transaction.atomic():
-        _lock(protocol.clinic, patient)
+        lock_clinic_and_patient(clinic_id=protocol.clinic_id, patient_id=patient.pk)
         plan = series_plan(
             patient=patient, protocol=protocol, starts=starts, first_start=first_start, chair=chair, now=now
         )
@@ -127,8 +130,8 @@ def session_reschedule(
     if chair is not None and chair.clinic_id != clinic.pk:
         raise ValidationError({"chair": "That chair belongs to another clinic."})
     with _translating_constraint_violations(), transaction.atomic():
-        _lock(clinic, session.patient)
-        session = Session.objects.select_for_update().select_related("series__protocol").get(pk=session.pk)
+        lock_clinic_and_patient(clinic_id=clinic.pk, patient_id=session.patient_id)
+        session = Session.objects.select_for_update(no_key=True).select_related("series__protocol").get(pk=session.pk)
         _require_upcoming(session, "moved")
         if new_start == session.starts_at and (chair is None or chair.pk == session.chair_id):
             return session
@@ -158,7 +161,7 @@ def session_confirm(
     """Confirm attendance (and the driver, where given). False when there was nothing new to record."""
     now = now or timezone.now()
     with transaction.atomic():
-        session = Session.objects.select_for_update().get(pk=session.pk)
+        session = _lock_session(session)
         _require_upcoming(session, "confirmed")
         if session.starts_at <= now:
             raise BookingConflict("invalid_status", "The session has already started.", session_number=session.number)
@@ -187,7 +190,7 @@ def session_cancel(
     *, session: Session, reason: str, via: str = Session.Channel.STAFF, actor=None, now: datetime | None = None
 ) -> Session:
     with transaction.atomic():
-        session = Session.objects.select_for_update().get(pk=session.pk)
+        session = _lock_session(session)
         _require_upcoming(session, "cancelled")
         session.cancellation_reason = reason
         _set_status(
@@ -206,14 +209,16 @@ _ATTENDANCE: dict[str, tuple[tuple[str, ...], bool]] = {
 }
 
 
-def session_mark(*, session: Session, status: str, actor=None, now: datetime | None = None) -> Session:
+def session_mark(
+    *, session: Session, status: str, via: str = Session.Channel.STAFF, actor=None, now: datetime | None = None
+) -> Session:
     """Nurse's marks on the day: arrived, completed, no-show."""
     if status not in _ATTENDANCE:
         raise ValidationError({"status": f"Choose one of: {', '.join(_ATTENDANCE)}."})
     allowed_from, needs_start = _ATTENDANCE[status]
     now = now or timezone.now()
     with transaction.atomic():
-        session = Session.objects.select_for_update().get(pk=session.pk)
+        session = _lock_session(session)
         if session.status not in allowed_from:
             raise BookingConflict(
                 "invalid_status",
@@ -223,7 +228,7 @@ def session_mark(*, session: Session, status: str, actor=None, now: datetime | N
             )
         if needs_start and now < session.starts_at:
             raise BookingConflict("invalid_status", "The session has not started yet.", session_number=session.number)
-        _set_status(session, status, now, via=Session.Channel.STAFF, actor=actor)
+        _set_status(session, status, now, via=via, actor=actor)
         _series_refresh_status(session.series_id)
     return session
 
@@ -234,8 +239,10 @@ def series_cancel(
     """Cancel every session still to come, and the series with them."""
     now = now or timezone.now()
     with transaction.atomic():
-        series = Series.objects.select_for_update().get(pk=series.pk)
-        cancelled = list(Session.objects.select_for_update().filter(series=series, status__in=Session.UPCOMING))
+        lock_patients(patient_ids=[series.patient_id])
+        series = Series.objects.select_for_update(no_key=True).get(pk=series.pk)
+        upcoming = Session.objects.select_for_update(no_key=True).filter(series=series, status__in=Session.UPCOMING)
+        cancelled = list(upcoming.order_by("pk"))
         for session in cancelled:
             session.cancellation_reason = reason
             _set_status(
@@ -367,10 +374,12 @@ def _utc(value: datetime, clinic: Clinic, *, field: str) -> datetime:
         raise ValidationError({field: str(exc)}) from exc
 
 
-def _lock(clinic: Clinic, patient: Patient) -> None:
-    # Always clinic first, then patient, so two bookings never wait on each other in a cycle.
-    Clinic.objects.select_for_update().filter(pk=clinic.pk).values_list("pk").get()
-    Patient.objects.select_for_update().filter(pk=patient.pk).values_list("pk").get()
+def _lock_session(session: Session) -> Session:
+    """The session's row, fresh, locked in the code base's order (sessions/locking.py): its
+    patient, its series (whose status a cancel or a mark may change), then the session."""
+    lock_patients(patient_ids=[session.patient_id])
+    Series.objects.select_for_update(no_key=True).filter(pk=session.series_id).values_list("pk").get()
+    return Session.objects.select_for_update(no_key=True).get(pk=session.pk)
 
 
 def _require_upcoming(session: Session, verb: str) -> None:
@@ -437,14 +446,23 @@ def _set_status(
 
 
 def audit_record(
-    *, patient: int, action: str, via: str, actor=None, at: datetime, session: Session | None = None,
-    series: Series | None = None, detail: str = "",
+    *, action: str, via: str, actor=None, at: datetime, patient: int | None = None, clinic: int | None = None,
+    session: Session | None = None, series: Series | None = None, object_type: str = "", object_id: int | None = None,
+    detail: str = "",
 ) -> AuditEvent:  # fmt: skip
     """One line of the audit trail. Staff actions carry the user; a patient's, the channel."""
+    series = series or (session.series if session else None)
+    if clinic is None and series is not None:
+        clinic = series.clinic_id
+    elif clinic is None and patient is not None:
+        clinic = Patient.objects.values_list("clinic_id", flat=True).get(pk=patient)
     return AuditEvent.objects.create(
+        clinic_id=clinic,
         patient_id=patient,
         session=session,
-        series=series or (session.series if session else None),
+        series=series,
+        object_type=object_type,
+        object_id=object_id,
         action=action,
         via=via,
         actor=actor if getattr(actor, "is_authenticated", False) else None,

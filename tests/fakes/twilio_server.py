@@ -252,6 +252,11 @@ class FakeTwilio:
         # Seconds each create waits *after* the message is accepted: a slow answer, so that a
         # client killed meanwhile leaves a text Twilio has but its sender never recorded.
         self.latency = 0.0
+        # Recipients whose message log answers with a page the library cannot read (a proxy's
+        # error page served as 200), and a hook run as each log query arrives: a test can look
+        # at the database while the app waits for Twilio.
+        self.unreadable_log_for: set[str] = set()
+        self.on_log_query: Callable[[dict[str, str]], None] | None = None
 
     # lifecycle
 
@@ -522,6 +527,10 @@ class FakeTwilio:
         return _Answer(body=self._json(message))
 
     def _list(self, path: str, query: dict[str, str]) -> _Answer:
+        if self.on_log_query is not None:
+            self.on_log_query(query)
+        if query.get("To") in self.unreadable_log_for:
+            return _Answer(body={"unexpected": "page"})
         try:
             keep = _filter(query)
             page = int(query.get("Page", "0"))

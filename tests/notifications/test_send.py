@@ -9,6 +9,7 @@ from django.test import TestCase
 
 from notifications import sending
 from notifications.models import Channel, ContactStatus, Message, OutboxText, Purpose, StaffFlag
+from sessions.models import Clinic
 from sessions.services import series_book, series_cancel, session_cancel
 from tests.factories import clinic_make, patient_make, protocol_make
 from tests.fakes import error, hang
@@ -109,8 +110,8 @@ def test_a_cancelled_session_gets_no_reminder(session, twilio, smtp):
 
     reminder.refresh_from_db()
     assert (reminder.status, reminder.reason) == (Status.CANCELLED, "session cancelled")
-    assert [m.body.split(":")[1].split()[:2] for m in twilio.messages] == [["visit", "booked"], ["your", "visit"]]
-    assert "is cancelled" in twilio.messages[1].body
+    assert [m.body.split(":")[1].split()[:2] for m in twilio.messages] == [["visit", "booked"], ["visit", "Fri"]]
+    assert "cancelled. Info: https://go.example.com/r/" in twilio.messages[1].body
 
 
 def test_a_claimed_text_whose_session_was_cancelled_meanwhile_is_not_sent(session, twilio):
@@ -275,3 +276,18 @@ def test_an_expired_reminder_is_not_sent(session, twilio):
 
     assert twilio.messages == []
     assert not Message.objects.filter(status__in=Message.PENDING).exists()
+
+
+def test_an_email_the_mail_library_refuses_ends_failed_and_flagged_not_stuck_sending(session, twilio, smtp):
+    # Stored before single-line fields were checked, or written past the forms: a header break.
+    Clinic.objects.filter(pk=session.clinic_id).update(sender_name="Desert\r\nBloom")
+
+    outcomes = tick_and_send(MORNING)
+
+    email = Message.objects.get(session=session, purpose=Purpose.BOOKED, channel=Channel.EMAIL)
+    assert sorted(outcomes) == ["failed", "sent"]  # the email failed on our side; the text went
+    assert (email.status, email.attempts) == (Status.FAILED, 1)
+    assert email.reason.startswith("could not be sent: ValueError")
+    assert StaffFlag.objects.get(message=email).patient == session.patient
+    assert smtp.messages == []
+    assert tick_and_send(MORNING + timedelta(minutes=10)) == []  # nothing left to recover or resend
