@@ -8,7 +8,11 @@ class NotificationsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
+        from sessions.audit import track
+
         from . import receivers  # noqa: F401  (connects the booking signals)
         from .roles import notification_roles_sync
 
         post_migrate.connect(notification_roles_sync, sender=self)
+        track(self.get_model("ReminderRule"))
+        track(self.get_model("MessageTemplate"))

@@ -181,7 +181,7 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         form = CancelSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         services.session_cancel(
-            session=self.get_object(), reason=form.validated_data["reason"], via=Session.Channel.API
+            session=self.get_object(), reason=form.validated_data["reason"], via=Session.Channel.API, actor=request.user
         )
         return self._answer(pk)
 
@@ -201,7 +201,9 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         """Attendance on the day: arrived, completed or no_show."""
         form = MarkSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        services.session_mark(session=self.get_object(), status=form.validated_data["status"], actor=request.user)
+        services.session_mark(
+            session=self.get_object(), status=form.validated_data["status"], via=Session.Channel.API, actor=request.user
+        )
         return self._answer(pk)
 
     @extend_schema(parameters=[SlotQuerySerializer], responses={200: SlotSerializer(many=True)})

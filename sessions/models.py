@@ -13,7 +13,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
-from .validators import validate_e164, validate_neutral, validate_time_zone
+from .validators import validate_e164, validate_neutral, validate_single_line, validate_time_zone
 
 
 class Weekday(models.IntegerChoices):
@@ -32,12 +32,12 @@ class Language(models.TextChoices):
 
 
 class Clinic(models.Model):
-    name = models.CharField(max_length=120, unique=True)
+    name = models.CharField(max_length=120, unique=True, validators=[validate_single_line])
     time_zone = models.CharField(max_length=64, validators=[validate_time_zone])
     phone = models.CharField(max_length=16, validators=[validate_e164])
-    address = models.CharField(max_length=300)
+    address = models.CharField(max_length=300, validators=[validate_single_line])
     # What patients see as the sender: it must not reveal the treatment.
-    sender_name = models.CharField(max_length=40, validators=[validate_neutral])
+    sender_name = models.CharField(max_length=40, validators=[validate_single_line, validate_neutral])
     message_window_start = models.TimeField(default=time(9), help_text="No texts before this, patient's time.")
     message_window_end = models.TimeField(default=time(20), help_text="No texts after this, patient's time.")
     turnover_buffer_minutes = models.PositiveSmallIntegerField(default=15, validators=[MaxValueValidator(240)])
@@ -100,7 +100,7 @@ class OpeningHours(models.Model):
 class ClosedDate(models.Model):
     clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="closed_dates")
     date = models.DateField()
-    reason = models.CharField(max_length=120, blank=True)
+    reason = models.CharField(max_length=120, blank=True, validators=[validate_single_line])
 
     class Meta:
         ordering = ["clinic", "date"]
@@ -112,7 +112,7 @@ class ClosedDate(models.Model):
 
 class Chair(models.Model):
     clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="chairs")
-    name = models.CharField(max_length=40)
+    name = models.CharField(max_length=40, validators=[validate_single_line])
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -154,9 +154,11 @@ class Protocol(models.Model):
     """A series template. `name` is internal; patients only ever see `patient_name`."""
 
     clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="protocols")
-    name = models.CharField(max_length=120)
+    name = models.CharField(max_length=120, validators=[validate_single_line])
     patient_name = models.CharField(
-        max_length=60, validators=[validate_neutral], help_text="Neutral name shown to patients, e.g. 'Wellness visit'."
+        max_length=60,
+        validators=[validate_single_line, validate_neutral],
+        help_text="Neutral name shown to patients, e.g. 'Wellness visit'.",
     )
     session_count = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(52)])
     chair_minutes = models.PositiveSmallIntegerField(
@@ -190,9 +192,9 @@ class Protocol(models.Model):
 
 class Patient(models.Model):
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="patients")
-    first_name = models.CharField(max_length=80)
-    last_name = models.CharField(max_length=80)
-    external_id = models.CharField("MRN", max_length=40)
+    first_name = models.CharField(max_length=80, validators=[validate_single_line])
+    last_name = models.CharField(max_length=80, validators=[validate_single_line])
+    external_id = models.CharField("MRN", max_length=40, validators=[validate_single_line])
     phone = models.CharField(max_length=16, blank=True, validators=[validate_e164])
     email = models.EmailField(blank=True)
     time_zone = models.CharField(
@@ -203,7 +205,10 @@ class Patient(models.Model):
     email_enabled = models.BooleanField(default=True)
     sms_consent_at = models.DateTimeField(null=True, blank=True)
     sms_consent_source = models.CharField(
-        max_length=80, blank=True, help_text="How consent was given, e.g. 'intake form'."
+        max_length=80,
+        blank=True,
+        validators=[validate_single_line],
+        help_text="How consent was given, e.g. 'intake form'.",
     )
     sms_opted_out_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -336,22 +341,43 @@ class SessionMove(models.Model):
 
 
 class AuditEvent(models.Model):
-    """Who changed what, when and through which channel: staff, API, a patient's text or link."""
+    """Who changed what, when and through which channel: staff, API, admin, a patient's text or link.
+
+    A booking action (booked, moved, confirmed, cancelled, attendance) names its patient, series
+    and session. A change to configuration or a patient record (sessions/audit.py) names the
+    object's type and id, and in `detail` the fields that changed, never their values.
+    """
+
+    class Via(models.TextChoices):
+        # A session's channels, and two surfaces that never confirm or move one.
+        STAFF = "staff", "Staff"
+        SMS = "sms", "SMS"
+        LINK = "link", "Patient link"
+        API = "api", "API"
+        ADMIN = "admin", "Admin"
+        SYSTEM = "system", "System"
 
     at = models.DateTimeField(db_index=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    via = models.CharField(max_length=8, choices=Session.Channel.choices)
+    via = models.CharField(max_length=8, choices=Via.choices)
     action = models.CharField(max_length=40)
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="audit_events")
+    # Kept when a clinic is deleted, so the deletion itself stays on record.
+    clinic = models.ForeignKey(Clinic, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    patient = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events")
     series = models.ForeignKey(Series, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events")
     session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events")
+    object_type = models.CharField(max_length=60, blank=True, help_text="app_label.model of a changed record.")
+    object_id = models.PositiveBigIntegerField(null=True, blank=True)
     detail = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["-at", "-id"]
-        indexes = [models.Index(fields=["patient", "-at"], name="audit_patient_at_idx")]
+        indexes = [
+            models.Index(fields=["patient", "-at"], name="audit_patient_at_idx"),
+            models.Index(fields=["clinic", "-at"], name="audit_clinic_at_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.action} via {self.via}"

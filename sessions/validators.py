@@ -1,3 +1,4 @@
+import unicodedata
 from zoneinfo import available_timezones
 
 import phonenumbers
@@ -9,6 +10,17 @@ _E164_HINT = "Enter the phone in international form, e.g. +15205550123."
 def validate_time_zone(value: str) -> None:
     if value not in available_timezones():
         raise ValidationError(f"{value!r} is not an IANA time zone such as America/Phoenix.")
+
+
+# Control characters (CR, LF, NUL, tab, ...) and Unicode's line and paragraph separators.
+_NOT_ONE_LINE = {"Cc", "Zl", "Zp"}
+
+
+def validate_single_line(value: str) -> None:
+    """One line of text. Names and addresses go into email headers and texts: a line break there
+    makes Python's email refuse every message of the clinic (or, unchecked, inject a header)."""
+    if any(unicodedata.category(character) in _NOT_ONE_LINE for character in value):
+        raise ValidationError("Write this on one line, without line breaks or control characters.")
 
 
 def validate_e164(value: str) -> None:

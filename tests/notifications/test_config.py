@@ -43,6 +43,15 @@ def test_wording_that_would_break_a_rule_is_refused(clinic, body, says):
     assert says in str(refused.value)
 
 
+def test_an_email_subject_on_two_lines_is_refused(clinic):
+    subject = "Your visit\r\nBcc: everyone@example.com"
+
+    with pytest.raises(ValidationError) as refused:
+        template(clinic, "{clinic}: see you {date} at {time}. {link}", channel="email", subject=subject).full_clean()
+
+    assert "subject" in refused.value.message_dict
+
+
 def test_a_clinics_own_wording_is_used(clinic, twilio, settings):
     from notifications.models import Message
     from notifications.rendering import render
@@ -113,3 +122,13 @@ def test_the_admin_shows_messages_and_rules(clinic, client):
         "inboundsms",
     ):
         assert client.get(f"/admin/notifications/{page}/").status_code == 200, page
+
+
+def test_a_reminder_rule_never_times_another_clinics_protocol():
+    clinic, other = clinic_make(), clinic_make()
+    rule = ReminderRule(clinic=clinic, protocol=protocol_make(other), channel="sms", offset_minutes=60)
+
+    with pytest.raises(ValidationError) as refused:
+        rule.full_clean()
+
+    assert "protocol" in refused.value.message_dict

@@ -41,6 +41,31 @@ def test_a_new_patient_with_a_bad_phone_is_refused_by_the_models_validator(sched
     assert patient.sms_consent_at is not None and patient.sms_consent_source == "intake form"
 
 
+def test_a_patient_registered_on_the_page_is_in_the_audit_trail_with_the_user(scheduler, clinic):
+    fields = {"clinic": clinic.pk, "first_name": "Casey", "last_name": "Brooks", "external_id": "DB-1006",
+              "phone": "+16025550106", "email": "", "language": "en"}  # fmt: skip
+
+    scheduler.post(reverse("staff:book"), fields)
+
+    patient = Patient.objects.get(external_id="DB-1006")
+    event = AuditEvent.objects.get(patient=patient)
+    assert (event.action, event.via, event.actor.username, event.clinic) == ("created", "staff", "scheduler", clinic)
+    page = scheduler.get(reverse("staff:patient", args=[patient.pk])).content.decode()
+    assert "Created" in page and "scheduler" in page
+
+
+@pytest.mark.parametrize("field", ["first_name", "last_name"])
+def test_a_name_with_a_line_break_is_refused(scheduler, clinic, field):
+    fields = {"clinic": clinic.pk, "first_name": "Casey", "last_name": "Brooks", "external_id": "DB-1007",
+              "phone": "+16025550107", "email": "", "language": "en"}  # fmt: skip
+
+    refused = scheduler.post(reverse("staff:book"), {**fields, field: "Casey\r\nBcc: x@example.com"})
+
+    assert refused.status_code == 200
+    assert list(refused.context["new_patient"].errors) == [field]
+    assert not Patient.objects.filter(external_id="DB-1007").exists()
+
+
 def test_preview_shows_every_session_and_books_nothing_then_book_saves_the_series(
     scheduler, clinic, induction, patient, later
 ):

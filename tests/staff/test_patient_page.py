@@ -46,8 +46,8 @@ def test_it_shows_series_sessions_moves_messages_texts_and_the_audit_trail(
     assert {m.status for m in record.messages} >= {"planned", "failed", "cancelled"}
     assert "Twilio 400 21211" in html and "Booking confirmation" in html and "Reminder" in html
     assert "Invalid phone number" in html
-    assert [t.body for t in record.inbound] == ["Running late"] and "Running late" in html
-    assert [e.action for e in record.audit][::-1] == ["booked", "moved", "cancelled"]
+    assert [t.inbound.body for t in record.inbound] == ["Running late"] and "Running late" in html
+    assert [e.action for e in record.audit][::-1] == ["created", "booked", "moved", "cancelled"]
     assert "frontdesk" in html
 
 
