@@ -41,3 +41,12 @@ def within_clinics(queryset: QuerySet[M], user, *, path: str | None = None) -> Q
     if path is None:
         path = "pk" if queryset.model is Clinic else "clinic"
     return queryset.filter(**{f"{path}__in": ids})
+
+
+def users_within_clinics(queryset: QuerySet[M], user) -> QuerySet[M]:
+    """`queryset` of users narrowed to those who work in one of `user`'s clinics: a user limited to
+    some clinics is not shown who works elsewhere."""
+    ids = clinic_ids_for(user)
+    if ids is None:
+        return queryset
+    return queryset.filter(groups__name__in=[f"{CLINIC_GROUP_PREFIX}{pk}" for pk in ids]).distinct()

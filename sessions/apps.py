@@ -10,8 +10,15 @@ class BookingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.contrib import admin
         from django.db.models.signals import post_migrate
 
+        from . import audit
+        from .admin import unscoped_admins_restrict
         from .roles import booking_roles_sync
 
         post_migrate.connect(booking_roles_sync, sender=self)
+        for name in ("Clinic", "OpeningHours", "ClosedDate", "Chair", "StaffingBlock", "Protocol", "Patient"):
+            audit.track(self.get_model(name))
+        # django.contrib.admin, ready before this app, has imported every app's admin by now.
+        unscoped_admins_restrict(admin.site)
