@@ -7,17 +7,20 @@ signed request) finds the row taken and does nothing twice.
 """
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from sessions.audit import untracked
+from sessions.locking import lock_patients
 from sessions.models import Patient, Session
 from sessions.services import audit_record, session_confirm
 
 from . import links
-from .models import Channel, InboundSms, Message, StaffFlag
+from .models import Channel, InboundSms, InboxText, Message, StaffFlag
 from .rendering import patient_url
 from .wording import local_date_text, local_time_text
 
@@ -42,6 +45,7 @@ _REPLIES = {
         "opted_out": "{clinic}: you will get no more texts from us. Reply START to get them again.",
         "opted_in": "{clinic}: texts are back on. Reply STOP to stop them.",
         "help": "{clinic}: call us at {phone}. Reply C to confirm, R to reschedule, STOP to stop texts.",
+        "help_many": "Call {clinic}. Reply C to confirm, R to reschedule, STOP to stop texts.",
         "ack": "{clinic}: thank you, we have your message and will get back to you. Urgent? Call {phone}.",
     },
     "es": {
@@ -52,6 +56,7 @@ _REPLIES = {
         "opted_out": "{clinic}: no recibira mas mensajes. Responda START para recibirlos de nuevo.",
         "opted_in": "{clinic}: mensajes activados. Responda STOP para detenerlos.",
         "help": "{clinic}: llamenos al {phone}. Responda C para confirmar, R para cambiar, STOP para salir.",
+        "help_many": "Llame a {clinic}. Responda C para confirmar, R para cambiar, STOP para salir.",
         "ack": "{clinic}: gracias, recibimos su mensaje y le responderemos. Urgente? Llame al {phone}.",
     },
 }
@@ -88,16 +93,17 @@ def command_of(body: str) -> str:
 def inbound_handle(*, incoming: Incoming, now: datetime | None = None) -> str | None:
     """Act on one inbound text and return the reply, or None (a replay, or nothing to say)."""
     now = now or timezone.now()
+    body = text_storable(incoming.body)
     with transaction.atomic():
         try:
             with transaction.atomic():
                 inbound = InboundSms.objects.create(
-                    sid=incoming.sid,
-                    from_number=incoming.from_number,
-                    to_number=incoming.to_number,
-                    body=incoming.body,
+                    sid=text_storable(incoming.sid),
+                    from_number=text_storable(incoming.from_number),
+                    to_number=text_storable(incoming.to_number),
+                    body=body,
                     received_at=now,
-                    command=command_of(incoming.body),
+                    command=command_of(body),
                 )
         except IntegrityError:
             return None  # this MessageSid was handled already, or is being handled right now
@@ -106,14 +112,37 @@ def inbound_handle(*, incoming: Incoming, now: datetime | None = None) -> str | 
     return inbound.reply or None
 
 
+def text_storable(text: str) -> str:
+    """A carrier may deliver control characters (a NUL byte) that PostgreSQL's text cannot hold;
+    the text is kept, and acted on, with each one shown as U+FFFD."""
+    return "".join("\ufffd" if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t" else ch for ch in text)
+
+
+@dataclass
+class _Text:
+    """An inbound text being acted on: the patients its number belongs to and, per clinic, the
+    inbox row that clinic's staff will see."""
+
+    inbound: InboundSms
+    patients: list[Patient]
+    copies: dict[int, InboxText]
+
+    def copy_for(self, patient: Patient) -> InboxText:
+        return self.copies[patient.clinic_id]
+
+    def note(self, outcome: str, *, needs_staff: bool = False) -> None:
+        """The same outcome for every clinic (an opt-out, a note for staff)."""
+        for copy in self.copies.values():
+            copy.outcome, copy.needs_staff = outcome, needs_staff
+
+
 def _act(inbound: InboundSms, now: datetime) -> None:
-    patients = list(
-        Patient.objects.select_related("clinic").select_for_update(of=("self",)).filter(phone=inbound.from_number)
-    )
+    patients = list(Patient.objects.select_related("clinic").filter(phone=inbound.from_number).order_by("pk"))
     if not patients:
         inbound.outcome, inbound.reply = "unknown number", UNKNOWN_NUMBER_REPLY
         return
-    inbound.patient = patients[0] if len(patients) == 1 else None
+    lock_patients(patient_ids=[p.pk for p in patients])
+    text = _Text(inbound, patients, _copies(inbound, patients))
     handler = {
         Command.CONFIRM: _confirm,
         Command.RESCHEDULE: _reschedule,
@@ -122,52 +151,80 @@ def _act(inbound: InboundSms, now: datetime) -> None:
         Command.HELP: _help,
         Command.OTHER: _for_staff,
     }[inbound.command]
-    handler(inbound, patients, now)
+    handler(text, now)
+    if len(text.copies) == 1:
+        next(iter(text.copies.values())).reply = inbound.reply
+    InboxText.objects.bulk_create(text.copies.values())
 
 
-def _confirm(inbound: InboundSms, patients: list[Patient], now: datetime) -> None:
+def _copies(inbound: InboundSms, patients: list[Patient]) -> dict[int, InboxText]:
+    by_clinic: dict[int, list[Patient]] = {}
+    for patient in patients:
+        by_clinic.setdefault(patient.clinic_id, []).append(patient)
+    return {
+        clinic_id: InboxText(inbound=inbound, clinic_id=clinic_id, patient=own[0] if len(own) == 1 else None)
+        for clinic_id, own in by_clinic.items()
+    }
+
+
+def _confirm(text: _Text, now: datetime) -> None:
+    inbound, patients = text.inbound, text.patients
     patient = patients[0]
     if len(patients) > 1:
         # A shared phone: never guess whose visit "C" meant.
-        _answer_with_links(inbound, patients, now, "which", outcome="shared phone: sent links")
+        _answer_with_links(text, now, "which", outcome="shared phone: sent links")
         return
     upcoming = _upcoming(patient, now).filter(status=Session.Status.BOOKED)
     session = upcoming.first()
     if session is None:
         inbound.outcome, inbound.reply = "nothing to confirm", _say(patient, "nothing")
+        text.note(inbound.outcome)
         return
     texted_about = _last_texted_session(patient)
     if texted_about is not None and texted_about.pk != session.pk and texted_about.status == Session.Status.BOOKED:
         # Our last text was about a later visit than the next unconfirmed one: ask, don't guess.
         inbound.outcome = "ambiguous: sent links"
         inbound.reply = _say(patient, "which", links=_links([session, texted_about]))
+        text.note(inbound.outcome)
         return
     session_confirm(session=session, via=Session.Channel.SMS, now=now)
-    inbound.session = session
     inbound.outcome = "confirmed"
     inbound.reply = _say(patient, "confirmed", session=session)
+    copy = text.copy_for(patient)
+    copy.session, copy.outcome = session, f"confirmed session {session.number}"
 
 
-def _reschedule(inbound: InboundSms, patients: list[Patient], now: datetime) -> None:
-    _answer_with_links(inbound, patients, now, "reschedule", outcome="sent the reschedule link")
+def _reschedule(text: _Text, now: datetime) -> None:
+    _answer_with_links(text, now, "reschedule", outcome="sent the reschedule link")
 
 
-def _answer_with_links(inbound: InboundSms, patients: list[Patient], now: datetime, key: str, *, outcome: str) -> None:
-    sessions = [s for s in (_upcoming(p, now).first() for p in patients) if s is not None]
-    if not sessions:
-        inbound.outcome, inbound.reply = "no upcoming visit", _say(patients[0], "nothing")
+def _answer_with_links(text: _Text, now: datetime, key: str, *, outcome: str) -> None:
+    found = [(p, s) for p, s in ((p, _upcoming(p, now).first()) for p in text.patients) if s is not None]
+    if not found:
+        text.inbound.outcome, text.inbound.reply = "no upcoming visit", _say(text.patients[0], "nothing")
+        text.note("no upcoming visit")
         return
-    inbound.session = sessions[0] if len(sessions) == 1 else None
-    inbound.outcome = outcome
-    inbound.reply = _say(patients[0], key, links=_links(sessions))
+    text.note("no upcoming visit here")
+    for clinic_id, copy in text.copies.items():
+        # Each clinic hears only of its own patients' visits.
+        own = [session for patient, session in found if patient.clinic_id == clinic_id]
+        if own:
+            copy.session = own[0] if len(own) == 1 else None
+            copy.outcome = outcome
+    text.inbound.outcome = outcome
+    text.inbound.reply = _say(text.patients[0], key, links=_links([s for _, s in found]))
 
 
-def _opt_out(inbound: InboundSms, patients: list[Patient], now: datetime) -> None:
+def _opt_out(text: _Text, now: datetime) -> None:
+    inbound = text.inbound
     said_cancel = _words(inbound.body)[:1] == ["CANCEL"]
-    for patient in patients:
+    # A STOP stops every text to this phone, whichever clinic sent it: carriers block the sender
+    # number for the phone, not for one clinic.
+    for patient in text.patients:
         if patient.sms_opted_out_at is None:
             patient.sms_opted_out_at = now
-            patient.save(update_fields=["sms_opted_out_at"])
+            with untracked():  # recorded as "opted_out" below
+                patient.save(update_fields=["sms_opted_out_at"])
         Message.objects.filter(patient=patient, channel=Channel.SMS, status__in=Message.PENDING).update(
             status=Message.Status.CANCELLED, reason="patient opted out of texts", updated_at=now
         )
@@ -179,32 +236,36 @@ def _opt_out(inbound: InboundSms, patients: list[Patient], now: datetime) -> Non
                 kind=StaffFlag.Kind.CANCEL_WORD,
                 detail="Replied CANCEL: texts are stopped, the visit is still booked. Did they mean the visit?",
             )
-    inbound.needs_staff = said_cancel
     inbound.outcome = "opted out" + (" (said CANCEL: staff flagged)" if said_cancel else "")
-    inbound.reply = _say(patients[0], "opted_out")
+    text.note(inbound.outcome, needs_staff=said_cancel)
+    inbound.reply = _say(text.patients[0], "opted_out")
 
 
-def _opt_in(inbound: InboundSms, patients: list[Patient], now: datetime) -> None:
-    for patient in patients:
+def _opt_in(text: _Text, now: datetime) -> None:
+    for patient in text.patients:
         patient.sms_opted_out_at = None
-        patient.save(update_fields=["sms_opted_out_at"])
+        with untracked():  # recorded as "opted_in" below
+            patient.save(update_fields=["sms_opted_out_at"])
         audit_record(patient=patient.pk, action="opted_in", via=Session.Channel.SMS, at=now)
-    inbound.outcome, inbound.reply = "opted in", _say(patients[0], "opted_in")
+    text.inbound.outcome, text.inbound.reply = "opted in", _say(text.patients[0], "opted_in")
+    text.note("opted in")
 
 
-def _help(inbound: InboundSms, patients: list[Patient], now: datetime) -> None:
-    inbound.outcome, inbound.reply = "sent help", _say(patients[0], "help")
+def _help(text: _Text, now: datetime) -> None:
+    text.inbound.outcome, text.inbound.reply = "sent help", _say_help(text.patients)
+    text.note("sent help")
 
 
-def _for_staff(inbound: InboundSms, patients: list[Patient], now: datetime) -> None:
-    inbound.needs_staff = True
+def _for_staff(text: _Text, now: datetime) -> None:
+    inbound, first = text.inbound, text.patients[0]
+    text.note("in the staff inbox", needs_staff=True)
     inbound.outcome = "in the staff inbox"
-    local_day = now.astimezone(patients[0].zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    local_day = now.astimezone(first.zone).replace(hour=0, minute=0, second=0, microsecond=0)
     acknowledged = InboundSms.objects.filter(
         from_number=inbound.from_number, command=Command.OTHER, received_at__gte=local_day
     ).exclude(reply="")
     if not acknowledged.exists():  # one acknowledgement a day, however much they write
-        inbound.reply = _say(patients[0], "ack")
+        inbound.reply = _say(first, "ack")
 
 
 def _words(body: str) -> list[str]:
@@ -241,3 +302,13 @@ def _say(patient: Patient, key: str, *, session: Session | None = None, links: s
         local = session.starts_at.astimezone(clinic.zone)
         values.update(date=local_date_text(local, language), time=local_time_text(local, language))
     return _REPLIES[language][key].format(**values)
+
+
+def _say_help(patients: list[Patient]) -> str:
+    """HELP names the clinic and its phone; a number that several clinics text hears of each."""
+    clinics = list({p.clinic_id: p.clinic for p in patients}.values())
+    if len(clinics) == 1:
+        return _say(patients[0], "help")
+    language = patients[0].language if patients[0].language in _REPLIES else "en"
+    names = "; ".join(f"{c.sender_name} {c.phone}" for c in clinics)
+    return _REPLIES[language]["help_many"].format(clinic=names)

@@ -12,21 +12,22 @@ from django.utils import timezone
 from sessions.models import Session
 from sessions.services import audit_record
 
-from .models import InboundSms, StaffFlag
+from .models import InboxText, StaffFlag
 
 
-def inbound_mark_handled(*, inbound: InboundSms, actor, now: datetime | None = None) -> bool:
-    """False when the text was handled already (or never needed a person)."""
+def inbox_text_mark_handled(*, text: InboxText, actor, now: datetime | None = None) -> bool:
+    """False when the text was handled already (or never needed a person). Marks this clinic's
+    copy only: another clinic the same number texts handles its own."""
     now = now or timezone.now()
     with transaction.atomic():
-        marked = InboundSms.objects.filter(pk=inbound.pk, needs_staff=True, handled_at=None).update(
+        marked = InboxText.objects.filter(pk=text.pk, needs_staff=True, handled_at=None).update(
             handled_at=now, handled_by=actor
         )
-        if marked and inbound.patient_id is not None:
-            received = f"{inbound.received_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        if marked:
+            received = f"{text.inbound.received_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
             audit_record(
-                patient=inbound.patient_id, action="reply handled", via=Session.Channel.STAFF, actor=actor, at=now,
-                detail=f"text received {received}",
+                patient=text.patient_id, clinic=text.clinic_id, action="reply handled", via=Session.Channel.STAFF,
+                actor=actor, at=now, detail=f"text received {received}",
             )  # fmt: skip
     return bool(marked)
 

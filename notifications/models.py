@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models import Q
 
 from sessions.models import Clinic, Language, Patient, Protocol, Session
+from sessions.validators import validate_single_line
 
 
 class Channel(models.TextChoices):
@@ -62,6 +63,11 @@ class ReminderRule(models.Model):
         before = f"{hours} h" + (f" {minutes} min" if minutes else "") if hours else f"{minutes} min"
         return f"{self.get_channel_display()} {before} before"
 
+    def clean(self) -> None:
+        # The API's serializer says the same: a rule of one clinic never times another's protocol.
+        if self.protocol_id is not None and self.clinic_id is not None and self.protocol.clinic_id != self.clinic_id:
+            raise ValidationError({"protocol": "That protocol belongs to another clinic."})
+
 
 class MessageTemplate(models.Model):
     """A clinic's own wording for one purpose, channel and language; built-in wording otherwise."""
@@ -70,7 +76,7 @@ class MessageTemplate(models.Model):
     purpose = models.CharField(max_length=10, choices=Purpose.choices)
     channel = models.CharField(max_length=5, choices=Channel.choices)
     language = models.CharField(max_length=2, choices=Language.choices)
-    subject = models.CharField(max_length=120, blank=True, help_text="Email only.")
+    subject = models.CharField(max_length=120, blank=True, validators=[validate_single_line], help_text="Email only.")
     body = models.TextField(
         max_length=4000,
         help_text="Placeholders: {clinic} {date} {time} {link} {phone} {address} {number} {count} {visit}. "
@@ -233,7 +239,11 @@ class OutboxText(models.Model):
 
 
 class InboundSms(models.Model):
-    """A patient's text to us, stored once per Twilio MessageSid before anything acts on it."""
+    """A patient's text to us, stored once per Twilio MessageSid before anything acts on it.
+
+    It is the text as received and what the service did and answered; staff see it through the
+    `InboxText` of their own clinic, never this row.
+    """
 
     class Command(models.TextChoices):
         CONFIRM = "confirm", "Confirm"
@@ -249,9 +259,34 @@ class InboundSms(models.Model):
     body = models.TextField(max_length=1600, blank=True)
     received_at = models.DateTimeField()
     command = models.CharField(max_length=10, choices=Command.choices)
-    patient = models.ForeignKey(Patient, on_delete=models.SET_NULL, null=True, blank=True, related_name="inbound_texts")
-    session = models.ForeignKey(Session, on_delete=models.SET_NULL, null=True, blank=True, related_name="inbound_texts")
     outcome = models.CharField(max_length=200, blank=True)
+    reply = models.CharField(max_length=320, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name = "inbound text"
+        indexes = [models.Index(fields=["from_number", "-received_at"], name="inbound_from_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_command_display()} from {self.from_number[:4]}… at {self.received_at:%Y-%m-%d %H:%M}"
+
+
+class InboxText(models.Model):
+    """An inbound text as one clinic sees it, beside that clinic's own patient.
+
+    One phone may belong to patients of several clinics (a family; one sender number serving
+    many clinics): each clinic gets a row of its own, handles it on its own, and sees only its own
+    patients and what was done for them. `patient` is empty when several of the clinic's own
+    patients share the number.
+    """
+
+    inbound = models.ForeignKey(InboundSms, on_delete=models.CASCADE, related_name="clinic_copies")
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="inbox_texts")
+    patient = models.ForeignKey(Patient, on_delete=models.SET_NULL, null=True, blank=True, related_name="inbox_texts")
+    session = models.ForeignKey(Session, on_delete=models.SET_NULL, null=True, blank=True, related_name="inbox_texts")
+    outcome = models.CharField(max_length=200, blank=True, help_text="What the service did for this clinic.")
+    # What the patient was answered, kept only where the number is this clinic's alone: an answer
+    # to a shared number may name another clinic or its patient's visit.
     reply = models.CharField(max_length=320, blank=True)
     needs_staff = models.BooleanField(default=False)
     handled_at = models.DateTimeField(null=True, blank=True)
@@ -260,17 +295,15 @@ class InboundSms(models.Model):
     )
 
     class Meta:
-        ordering = ["-received_at"]
-        verbose_name = "inbound text"
+        ordering = ["-inbound__received_at"]
+        verbose_name = "inbox text"
+        constraints = [models.UniqueConstraint(fields=["inbound", "clinic"], name="inbox_text_once_per_clinic")]
         indexes = [
-            models.Index(fields=["from_number", "-received_at"], name="inbound_from_idx"),
-            models.Index(
-                fields=["received_at"], condition=Q(needs_staff=True, handled_at=None), name="inbound_open_idx"
-            ),
+            models.Index(fields=["clinic"], condition=Q(needs_staff=True, handled_at=None), name="inbox_text_open_idx")
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_command_display()} from {self.from_number[:4]}… at {self.received_at:%Y-%m-%d %H:%M}"
+        return f"{self.inbound} for {self.clinic}"
 
 
 class Heartbeat(models.Model):

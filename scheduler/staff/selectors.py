@@ -12,7 +12,7 @@ from operator import and_
 
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
-from notifications.models import InboundSms, Message, OutboxText, StaffFlag
+from notifications.models import InboxText, Message, OutboxText, StaffFlag
 from sessions.access import within_clinics
 from sessions.models import AuditEvent, Clinic, Patient, Series, Session, SessionMove
 from sessions.selectors import sessions_for_day
@@ -63,7 +63,7 @@ class PatientRecord:
     patient: Patient
     series: list[Series]
     messages: list[Message]
-    inbound: list[InboundSms]
+    inbound: list[InboxText]
     open_flags: list[StaffFlag]
     audit: list[AuditEvent]
 
@@ -87,24 +87,24 @@ def patient_record(*, patient: Patient) -> PatientRecord:
         .prefetch_related(Prefetch("sessions", queryset=sessions.order_by("number")))
     )
     messages = Message.objects.filter(patient=patient).select_related("session__clinic").order_by("-due_at", "-id")
-    # A phone shared by two patients leaves the text unassigned: it still belongs on both pages.
-    texts_from = Q(patient=patient) | (Q(patient=None, from_number=patient.phone) if patient.phone else Q())
+    # A phone shared by two of the clinic's patients leaves the text unassigned: it belongs on
+    # both their pages. Another clinic's copy of the text is never shown here.
+    texts = InboxText.objects.filter(clinic_id=patient.clinic_id).filter(
+        Q(patient=patient) | (Q(patient=None, inbound__from_number=patient.phone) if patient.phone else Q(pk=None))
+    )
     return PatientRecord(
         patient=patient,
         series=list(series),
         messages=list(messages),
-        inbound=list(InboundSms.objects.filter(texts_from).select_related("handled_by")),
+        inbound=list(texts.select_related("inbound", "handled_by")),
         open_flags=list(StaffFlag.objects.filter(patient=patient, handled_at=None).select_related("session")),
         audit=list(AuditEvent.objects.filter(patient=patient).select_related("actor", "session")[:AUDIT_LIMIT]),
     )
 
 
-def inbound_for(user) -> QuerySet[InboundSms]:
-    """Texts the user may see: their patient's clinic is visible, or, for a text left unassigned
-    because several patients share its number, one of those patients' clinics is."""
-    patients = patients_for(user)
-    shared = Q(patient=None, from_number__in=patients.exclude(phone="").values("phone"))
-    return InboundSms.objects.filter(Q(patient__in=patients) | shared)
+def inbox_texts_for(user) -> QuerySet[InboxText]:
+    """Patients' texts as the user's clinics received them: each clinic its own copy."""
+    return within_clinics(InboxText.objects.all(), user)
 
 
 def flags_for(user) -> QuerySet[StaffFlag]:
@@ -113,18 +113,20 @@ def flags_for(user) -> QuerySet[StaffFlag]:
 
 @dataclass(frozen=True)
 class Inbox:
-    texts: list[InboundSms]
+    texts: list[InboxText]
     flags: list[StaffFlag]
 
 
 def inbox_open(*, user) -> Inbox:
-    texts = inbound_for(user).filter(needs_staff=True, handled_at=None).select_related("patient__clinic")
+    texts = (
+        inbox_texts_for(user).filter(needs_staff=True, handled_at=None).select_related("inbound", "patient", "clinic")
+    )
     flags = flags_for(user).filter(handled_at=None).select_related("patient__clinic", "session", "message")
-    return Inbox(texts=list(texts.order_by("received_at")), flags=list(flags.order_by("created_at")))
+    return Inbox(texts=list(texts.order_by("inbound__received_at")), flags=list(flags.order_by("created_at")))
 
 
 def inbox_open_count(*, user) -> int:
-    texts = inbound_for(user).filter(needs_staff=True, handled_at=None).count()
+    texts = inbox_texts_for(user).filter(needs_staff=True, handled_at=None).count()
     return texts + flags_for(user).filter(handled_at=None).count()
 
 

@@ -11,7 +11,7 @@ from django.test import Client
 from twilio.request_validator import RequestValidator
 
 from notifications import links
-from notifications.models import InboundSms, Message, StaffFlag
+from notifications.models import InboundSms, InboxText, Message, StaffFlag
 from sessions.models import AuditEvent, Patient, Session
 from sessions.services import series_book
 from tests.factories import clinic_make, patient_make, protocol_make
@@ -157,13 +157,22 @@ def test_start_opts_back_in(client, series):
     assert "texts are back on" in reply_of(answer)
 
 
+def test_opting_out_and_back_in_is_audited_once_each(client, series):
+    text(client, "STOP")
+    text(client, "Start")
+
+    patient = Patient.objects.get(phone=PHONE)
+    trail = AuditEvent.objects.filter(patient=patient).exclude(action__in=["created", "booked"])
+    assert list(trail.order_by("id").values_list("action", "via")) == [("opted_out", "sms"), ("opted_in", "sms")]
+
+
 def test_cancel_stops_texts_flags_staff_and_keeps_the_appointment(client, series):
     text(client, "Cancel")
 
     flag = StaffFlag.objects.get(kind=StaffFlag.Kind.CANCEL_WORD)
     assert flag.session == series.sessions.get(number=1)
     assert not series.sessions.filter(status="cancelled").exists()
-    assert InboundSms.objects.get().needs_staff is True
+    assert InboxText.objects.get().needs_staff is True
 
 
 def test_a_shared_phone_never_confirms_the_wrong_patient(client, series):
@@ -198,7 +207,7 @@ def test_other_words_go_to_the_inbox_with_one_acknowledgement_a_day(client, seri
 
     assert "we have your message" in reply_of(first)
     assert reply_of(second) == ""
-    assert InboundSms.objects.filter(needs_staff=True).count() == 2
+    assert InboxText.objects.filter(needs_staff=True).count() == 2
 
 
 def test_an_unknown_number_gets_a_neutral_answer(client, series):
@@ -206,3 +215,11 @@ def test_an_unknown_number_gets_a_neutral_answer(client, series):
 
     assert reply == "We could not match this number to a booking. Please call your clinic."
     assert not Session.objects.filter(status="confirmed").exists()
+
+
+def test_a_text_with_a_nul_byte_is_stored_and_acted_on(client, series):
+    answer = text(client, "C\x00")
+
+    assert answer.status_code == 200
+    assert InboundSms.objects.get().body == "C\ufffd"
+    assert series.sessions.get(number=1).status == "confirmed"

@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from notifications.inbound import Incoming, inbound_handle
-from notifications.models import Channel, InboundSms, Message, OutboxText, Purpose, StaffFlag
+from notifications.models import Channel, InboxText, Message, OutboxText, Purpose, StaffFlag
 from sessions.models import AuditEvent
 
 from .builders import at, session_make
@@ -16,9 +16,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def reply(patient) -> InboundSms:
+def reply(patient) -> InboxText:
     inbound_handle(incoming=Incoming(sid="SM100", from_number=patient.phone, to_number="", body="Can I come later?"))
-    return InboundSms.objects.get(sid="SM100")
+    return InboxText.objects.get(inbound__sid="SM100")
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_mark_handled_records_who_and_when_once(scheduler, reply, flag, patient)
     assert reply.handled_at is not None and reply.handled_by.username == "scheduler"
     assert flag.handled_at is not None and flag.handled_by.username == "scheduler"
     assert scheduler.get(reverse("staff:inbox")).context["nav"]["inbox_count"] == 0
-    trail = AuditEvent.objects.filter(patient=patient).values_list("action", "actor__username")
+    trail = AuditEvent.objects.filter(patient=patient, via="staff").values_list("action", "actor__username")
     assert sorted(trail) == [("flag handled", "scheduler"), ("reply handled", "scheduler")]
 
 

@@ -8,7 +8,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from notifications.models import InboundSms, StaffFlag
+from notifications.inbound import Incoming, inbound_handle
+from notifications.models import StaffFlag
 from sessions.clock import local_date
 from sessions.models import Series, Session
 from tests.factories import clinic_make, patient_make, protocol_make
@@ -135,8 +136,7 @@ class TestClinicScoping:
         other_clinic, other_patient, _ = other
         StaffFlag.objects.create(patient=other_patient, kind=StaffFlag.Kind.CANCEL_WORD, detail="Replied CANCEL")
         mine = StaffFlag.objects.create(patient=patient, kind=StaffFlag.Kind.CANCEL_WORD, detail="Replied CANCEL")
-        InboundSms.objects.create(sid="SM1", from_number=other_patient.phone, body="late?", received_at=timezone.now(),
-                                  command="other", patient=other_patient, needs_staff=True)  # fmt: skip
+        inbound_handle(incoming=Incoming(sid="SM1", from_number=other_patient.phone, to_number="", body="late?"))
 
         inbox = limited.get(reverse("staff:inbox"))
         search = limited.get(reverse("staff:patients"), {"q": "Olive"})
