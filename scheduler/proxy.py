@@ -12,8 +12,16 @@ class ClientAddressMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        hops = settings.TRUSTED_PROXY_HOPS
-        forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
-        if hops and len(forwarded) >= hops:
-            request.META["REMOTE_ADDR"] = forwarded[-hops]
+        if address := client_address(request):
+            request.META["REMOTE_ADDR"] = address
         return self.get_response(request)
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's address as the middleware sets it. Also django-axes' AXES_CLIENT_IP_CALLABLE:
+    asking again gives the same answer, since X-Forwarded-For is left as it came."""
+    hops = settings.TRUSTED_PROXY_HOPS
+    forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
+    if hops and len(forwarded) >= hops:
+        return forwarded[-hops]
+    return request.META.get("REMOTE_ADDR", "")

@@ -14,6 +14,9 @@ SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
+# Clinic admins change their clinics' hours, chairs, protocols and patients: a stolen password
+# alone must not be enough for that.
+STAFF_2FA_REQUIRED = env.bool("STAFF_2FA_REQUIRED", default=True)
 # Static files are served by WhiteNoise from STATIC_ROOT, filled by `collectstatic` in the image.
 MIDDLEWARE = [*MIDDLEWARE]  # noqa: F405
 MIDDLEWARE.insert(

@@ -160,3 +160,21 @@ class MoveForm(forms.Form):
 
 def slot_value(chair_id: int, starts_at: datetime) -> str:
     return f"{chair_id}@{starts_at.astimezone(UTC).isoformat()}"
+
+
+class CodeForm(forms.Form):
+    """The six digits an authenticator app shows; spaces, as some apps print them, are dropped."""
+
+    code = forms.CharField(
+        label="6-digit code",
+        max_length=12,
+        widget=forms.TextInput(
+            attrs={"inputmode": "numeric", "autocomplete": "one-time-code", "pattern": "[0-9 ]{6,7}", "autofocus": True}
+        ),
+    )
+
+    def clean_code(self) -> str:
+        code = self.cleaned_data["code"].replace(" ", "")
+        if len(code) != 6 or not code.isdigit():
+            raise forms.ValidationError("Enter the 6 digits your authenticator app shows.")
+        return code

@@ -13,6 +13,8 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("verify/", views.verify, name="verify"),
+    path("two-factor/", views.two_factor_setup, name="two-factor"),
     path("board/<int:clinic_id>/", views.board, name="board"),
     path("sessions/<int:session_id>/mark/", views.session_mark, name="session-mark"),
     path("sessions/<int:session_id>/confirm/", views.session_confirm, name="session-confirm"),

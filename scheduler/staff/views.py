@@ -6,14 +6,18 @@ clinic's board, patient or session answers 404, which does not even confirm that
 A booking rule that refuses a change is shown as a message on the page, never as an error.
 """
 
+from base64 import b32encode
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from functools import wraps
 from itertools import groupby
 
+import django_otp
+from axes.helpers import get_cool_off, get_failure_limit
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
@@ -21,7 +25,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from notifications import inbox
 from sessions import selectors as booking_selectors
@@ -30,7 +36,7 @@ from sessions.access import clinics_for
 from sessions.calendar import BookingConflict
 from sessions.models import AuditEvent, Clinic, Session
 
-from . import forms, selectors
+from . import forms, selectors, two_factor
 from .board import board_build
 
 MOVE_DAYS = 14
@@ -312,8 +318,8 @@ def inbox_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 @staff_view("notifications.change_staffflag")
 def inbound_handled(request: HttpRequest, inbound_id: int) -> HttpResponse:
-    text = get_object_or_404(selectors.inbound_for(request.user), pk=inbound_id)
-    if inbox.inbound_mark_handled(inbound=text, actor=request.user):
+    text = get_object_or_404(selectors.inbox_texts_for(request.user), pk=inbound_id)
+    if inbox.inbox_text_mark_handled(text=text, actor=request.user):
         messages.success(request, "Text marked handled.")
     else:
         messages.info(request, "That text was already handled.")
@@ -335,3 +341,79 @@ def flag_handled(request: HttpRequest, flag_id: int) -> HttpResponse:
 def outbox(request: HttpRequest) -> HttpResponse:
     page = Paginator(selectors.outbox_for(request.user), OUTBOX_PAGE).get_page(request.GET.get("page"))
     return _render(request, "staff/outbox.html", {"page": page}, section="outbox")
+
+
+# Signing in: the lockout page and the second step after the password
+
+CODE_ERRORS = {
+    two_factor.Verdict.WRONG: "That is not the code your app shows now. Check that the app entry is for "
+    "this account and that your phone's clock is right.",
+    two_factor.Verdict.THROTTLED: "Too many wrong codes: wait a little (longer after each wrong code), then "
+    "enter the code your app shows now.",
+}
+CODE_STATUS = {two_factor.Verdict.THROTTLED: 429}
+
+
+def sign_in_locked_out(request: HttpRequest, original_response: HttpResponse | None, credentials: dict) -> HttpResponse:
+    """django-axes' AXES_LOCKOUT_CALLABLE: both sign-in pages answer a locked-out attempt with this."""
+    context = {
+        "minutes": max(1, round(get_cool_off(request).total_seconds() / 60)),
+        "failure_limit": get_failure_limit(request, credentials),
+    }
+    return render(request, "staff/locked_out.html", context, status=429)
+
+
+def _next_url(request: HttpRequest) -> str:
+    wanted = request.GET.get("next", "")
+    if wanted and url_has_allowed_host_and_scheme(wanted, {request.get_host()}, require_https=request.is_secure()):
+        return wanted
+    return reverse("staff:home")
+
+
+def _code_checked(request: HttpRequest, form: forms.CodeForm, device: TOTPDevice) -> two_factor.Verdict:
+    """Signs the session in with `device` when the form's code passes; otherwise says why not."""
+    verdict = two_factor.totp_device_check(device=device, code=form.cleaned_data["code"])
+    if verdict == two_factor.Verdict.PASSED:
+        django_otp.login(request, device)
+    else:
+        form.add_error("code", CODE_ERRORS[verdict])
+    return verdict
+
+
+@staff_view()
+def verify(request: HttpRequest) -> HttpResponse:
+    device = two_factor.totp_device_for(user=request.user)
+    if device is None or request.user.is_verified():
+        return redirect(_next_url(request))
+    form = forms.CodeForm(request.POST if request.method == "POST" else None)
+    verdict = _code_checked(request, form, device) if form.is_valid() else None
+    if verdict == two_factor.Verdict.PASSED:
+        return redirect(_next_url(request))
+    return render(request, "staff/verify.html", {"form": form}, status=CODE_STATUS.get(verdict, 200))
+
+
+@staff_view()
+def two_factor_setup(request: HttpRequest) -> HttpResponse:
+    """Sets up an authenticator app: required of some roles in production, open to all staff."""
+    if two_factor.totp_device_for(user=request.user) is not None:
+        if not request.user.is_verified():
+            return redirect_to_login(_next_url(request), reverse("staff:verify"))
+        messages.info(
+            request, "Two-factor sign-in is already on. For a new phone, ask an administrator to remove the old one."
+        )
+        return redirect(_next_url(request))
+    device = two_factor.totp_device_start(user=request.user)
+    form = forms.CodeForm(request.POST if request.method == "POST" else None)
+    verdict = _code_checked(request, form, device) if form.is_valid() else None
+    if verdict == two_factor.Verdict.PASSED:
+        messages.success(request, "Two-factor sign-in is on: each sign-in now asks for a code from your app.")
+        return redirect(_next_url(request))
+    context = {
+        "form": form,
+        "uri": device.config_url,
+        "secret": b32encode(device.bin_key).decode(),
+        # Drawn here from the device's own address: nothing in it comes from a request.
+        "qr": mark_safe(two_factor.totp_qr_svg(device=device)),
+        "required": two_factor.second_factor_required(user=request.user),
+    }
+    return render(request, "staff/two_factor.html", context, status=CODE_STATUS.get(verdict, 200))
