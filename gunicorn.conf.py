@@ -16,8 +16,9 @@ threads = int(os.environ.get("GUNICORN_THREADS", 1))
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
-# Our middleware logs each request with patient link tokens cut out; gunicorn's access log would
-# write the raw path, token and all.
+# Our middleware logs each request; gunicorn's access log would only repeat it. Turned on
+# (--access-logfile), its lines lose link tokens and patient searches as every log record does
+# (scheduler/logs.py).
 accesslog = None
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

@@ -2,8 +2,20 @@
 
 GET and HEAD never change anything: link previewers (Slack, WhatsApp, iMessage…) open every
 link in a text. Every bad case of token (unknown, tampered, session over) gets one neutral page,
-so a guesser learns nothing, and bad tokens are counted per address. The counts are per
-REMOTE_ADDR: behind a reverse proxy it must hold the patient's address, not the proxy's.
+so a guesser learns nothing of which it was.
+
+Limits, per minute and per REMOTE_ADDR (behind a reverse proxy it must hold the patient's
+address, not the proxy's): every request counts against its address, checked before the database
+is asked, so a flood costs one Redis round trip a request; a bad token also counts against its
+address and, once that is over its limit, is answered 429 instead of 404; a valid link counts its
+posts against itself.
+
+A valid token is served even while its address is over the bad-token limit. One address is often
+many people (a clinic's Wi-Fi, a carrier's NAT), and a neighbour's typos or a broken link
+previewer must not lock a patient out of their visit. Serving it gives a guesser nothing worth
+having: a token is 72 random bits, so even a guesser allowed every request of the per-address
+limit, among a million live links, would wait tens of millions of years for one hit. The limits
+shed floods; the token's entropy is what keeps a link from being guessed.
 """
 
 from collections.abc import Callable
@@ -97,13 +109,14 @@ def patient_link(request: HttpRequest, token: str) -> HttpResponse:
         peek=f"bad:{address}",
         peek_limit=settings.LINK_RATE_BAD_TOKENS_PER_IP,
     )
-    if not within or guessing:
+    if not within:
         return _neutral(request, status=429)
     now = timezone.now()
     session = link_page_session(token=token, now=now)
     if session is None:
-        rate_hit(f"bad:{address}", limit=settings.LINK_RATE_BAD_TOKENS_PER_IP)
-        return _neutral(request, status=404)
+        # An address already over its limit stays over for the window: no need to count on.
+        refused = guessing or not rate_hit(f"bad:{address}", limit=settings.LINK_RATE_BAD_TOKENS_PER_IP)
+        return _neutral(request, status=429 if refused else 404)
     if request.method != "POST":
         return _page(request, session, now, step=request.GET.get("step", ""))
     # Keyed by the token's hash: the cache never holds a working link.

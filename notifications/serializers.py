@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from sessions.serializers import ClinicScopedModelSerializer
+from sessions.serializers import LARGEST_ID, ClinicScopedModelSerializer
 
 from .models import Message, ReminderRule
 
@@ -30,6 +30,6 @@ class ReminderRuleSerializer(ClinicScopedModelSerializer):
 
 
 class MessageQuerySerializer(serializers.Serializer):
-    session = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
-    patient = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    session = serializers.IntegerField(required=False, min_value=1, max_value=LARGEST_ID)
+    patient = serializers.IntegerField(required=False, min_value=1, max_value=LARGEST_ID)
     status = serializers.ChoiceField(choices=Message.Status.choices, required=False)

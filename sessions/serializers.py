@@ -1,7 +1,8 @@
 """REST shapes of the booking domain. They parse and check input; the services decide."""
 
 import re
-from datetime import datetime, time, timedelta
+from collections.abc import Iterable
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.db import models, transaction
@@ -31,9 +32,25 @@ from .models import (
 BOOKING_HORIZON = timedelta(days=730)
 
 
+# Ids as PostgreSQL's bigint holds them: a larger one names no row, and used in a write it fails
+# in the database instead of here.
+LARGEST_ID = 2**63 - 1
+_ID_TEXT = re.compile(r"[0-9]{1,30}")
+
+
 class ClinicScopedField(serializers.PrimaryKeyRelatedField):
     """An object by id, among those of the requesting user's clinics (sessions/access.py): an id
-    from another clinic is refused as one that does not exist, naming the field."""
+    from another clinic is refused as one that does not exist, naming the field. An id is a whole
+    number (in a query string, its digits): 1.5 is not taken for id 1."""
+
+    def to_internal_value(self, data: Any) -> models.Model:
+        if isinstance(data, str) and _ID_TEXT.fullmatch(data):
+            data = int(data)
+        if type(data) is not int:
+            self.fail("incorrect_type", data_type=type(data).__name__)
+        if not 1 <= data <= LARGEST_ID:
+            self.fail("does_not_exist", pk_value=data)
+        return super().to_internal_value(data)
 
     def get_queryset(self) -> models.QuerySet:
         queryset = super().get_queryset()
@@ -53,10 +70,26 @@ class JsonBooleanField(serializers.BooleanField):
         self.fail("invalid")
 
 
+class DayField(serializers.DateField):
+    """A calendar day from 1900 to 2999. Python's calendar runs from year 1 to 9999, but the day
+    after 9999-12-31, or the start of 0001-01-01 in a zone east of UTC, is beyond it: an
+    OverflowError, where a day's bounds or neighbours are computed, not an answer."""
+
+    FIRST, LAST = date(1900, 1, 1), date(2999, 12, 31)
+    default_error_messages = {"range": f"Enter a day from {FIRST} to {LAST}."}
+
+    def to_internal_value(self, value: Any) -> date:
+        day = super().to_internal_value(value)
+        if not self.FIRST <= day <= self.LAST:
+            self.fail("range")
+        return day
+
+
 class ApiModelSerializer(serializers.ModelSerializer):
     serializer_field_mapping = {
         **serializers.ModelSerializer.serializer_field_mapping,
         models.BooleanField: JsonBooleanField,
+        models.DateField: DayField,
     }
 
 
@@ -203,8 +236,18 @@ class ClinicSerializer(WallClockTimes, ApiModelSerializer):
     def _replace_children(self, clinic: Clinic, children: dict[str, list[dict]]) -> None:
         for name, rows in children.items():
             model = self._CHILDREN[name]
-            model.objects.filter(clinic=clinic).delete()
-            model.objects.bulk_create(model(clinic=clinic, **row) for row in rows)
+            columns = self.fields[name].child.Meta.fields
+            current = model.objects.filter(clinic=clinic)
+            wanted = [model(clinic=clinic, **row) for row in rows]
+            if _column_values(current, columns) == _column_values(wanted, columns):
+                continue  # sent back as they are: nothing to write, nothing for the audit trail
+            current.delete()
+            for row in wanted:
+                row.save()  # one by one, so that each new row is audited (sessions/audit.py)
+
+
+def _column_values(rows: Iterable[models.Model], columns: list[str]) -> list[tuple]:
+    return sorted(tuple(getattr(row, column) for column in columns) for row in rows)
 
 
 class ChairSerializer(ClinicScopedModelSerializer):
@@ -368,10 +411,10 @@ class SlotQuerySerializer(serializers.Serializer):
 
 class SessionQuerySerializer(serializers.Serializer):
     clinic = ClinicScopedField(queryset=Clinic.objects.all(), required=False)
-    date = serializers.DateField(required=False, help_text="A day in the clinic's calendar; needs clinic.")
+    date = DayField(required=False, help_text="A day in the clinic's calendar; needs clinic.")
     # A patient of another clinic may have visits in the user's: the list is narrowed to the
     # user's clinics anyway, so the patient is only a filter.
-    patient = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    patient = serializers.IntegerField(required=False, min_value=1, max_value=LARGEST_ID)
     series = ClinicScopedField(queryset=Series.objects.all(), required=False)
     status = serializers.ChoiceField(choices=Session.Status.choices, required=False)
 

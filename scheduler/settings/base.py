@@ -4,6 +4,7 @@ Without DATABASE_URL the project runs on SQLite; without REDIS_URL Celery uses k
 filesystem transport, so `make run` needs nothing but Python.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -31,6 +32,9 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "django_celery_beat",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "sessions.apps.BookingConfig",
     "notifications.apps.NotificationsConfig",
 ]
@@ -43,8 +47,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Tells the audit trail who is writing and through which surface (sessions/audit.py).
+    "sessions.audit.AuditChannelMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "scheduler.staff.middleware.SecondFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a sign-in it refused into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "scheduler.urls"
@@ -143,10 +153,21 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 # Rather than hold a Redis connection through a long run of sends, prefetch few: a killed worker
 # then strands little, and the tick's lease hands what it stranded to another worker.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+# No task may hang a worker process: a send waits at most TWILIO_TIMEOUT_SECONDS or EMAIL_TIMEOUT
+# on its provider, and a tick asks Twilio's log about at most REMINDER_RECONCILE_BATCH rows. The
+# soft limit raises inside the task; the hard one kills the process. A send cut off either way
+# stays `sending` and is checked against Twilio's log once its lease ends, never resent blindly.
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=90)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=120)
 
 # Reminders. The tick is the only periodic task; django-celery-beat's scheduler installs it.
 REMINDER_TICK_SECONDS = env.float("REMINDER_TICK_SECONDS", default=60)
 REMINDER_TICK_BATCH = env.int("REMINDER_TICK_BATCH", default=1000)
+# Stuck sends asked about per tick, and for how long at most: each question may wait
+# TWILIO_TIMEOUT_SECONDS on Twilio's log, and the claim after them must not wait long. Rows not
+# reached are asked about once their new lease ends.
+REMINDER_RECONCILE_BATCH = env.int("REMINDER_RECONCILE_BATCH", default=50)
+REMINDER_RECONCILE_SECONDS = env.float("REMINDER_RECONCILE_SECONDS", default=30)
 REMINDER_KICK_ON_BOOKING = env.bool("REMINDER_KICK_ON_BOOKING", default=True)
 CELERY_BEAT_SCHEDULE = {
     "reminder-tick": {
@@ -192,7 +213,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.DjangoModelPermissions"],
     # The API speaks JSON. A form cannot carry a clinic's opening hours (lists of rows): a form
     # PATCH dropped them without a word, and a malformed multipart body read as "change nothing".
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON refusing 1e400 and runaway nesting with a 400 (sessions/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["sessions.parsers.ApiJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "sessions.pagination.Pages",
     "PAGE_SIZE": 100,
@@ -217,13 +239,15 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# Applied by scheduler.logs, which first makes every log record of the process, whatever its
+# logger and handler, without patient link tokens and patient searches.
+LOGGING_CONFIG = "scheduler.logs.logging_configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # key=value lines after a fixed prefix: easy to grep, and to parse into a log store.
     "formatters": {"plain": {"format": "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"}},
-    "filters": {"redact_tokens": {"()": "scheduler.logs.RedactPatientTokens"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     # The library logs every request's URL and headers at INFO: noise, and phone numbers.
     "loggers": {"twilio": {"level": "WARNING"}},
@@ -241,3 +265,32 @@ LINK_RATE_POSTS_PER_TOKEN = env.int("LINK_RATE_POSTS_PER_TOKEN", default=30)
 LOGIN_URL = "staff:login"
 LOGIN_REDIRECT_URL = "staff:home"
 LOGOUT_REDIRECT_URL = "staff:login"
+
+# Sign-in throttling (django-axes). Its backend comes first so a locked-out sign-in is refused
+# before the password is even checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# A lock keyed on the username alone would let anyone lock a clinic admin out by typing their name
+# wrong from anywhere; keyed on the address alone, a clinic behind one NAT address would lock each
+# other out. The pair stops guessing one account from one place and leaves the real user, at their
+# own address, able to sign in; the cool-off ends every lock without an admin.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = env.int("STAFF_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("STAFF_LOGIN_COOLOFF_MINUTES", default=15))
+# A right password forgives the typos before it, so they do not add up across the day.
+AXES_RESET_ON_SUCCESS = True
+# The address the rate limits count by, TRUSTED_PROXY_HOPS applied: not whatever X-Forwarded-For says.
+AXES_CLIENT_IP_CALLABLE = "scheduler.proxy.client_address"
+AXES_LOCKOUT_CALLABLE = "scheduler.staff.views.sign_in_locked_out"
+# Lockouts are logged with the address; the username stays masked, as a password typed into the
+# wrong box would otherwise land in the log. The admin's Access attempts list shows both.
+AXES_SENSITIVE_PARAMETERS = ["username"]
+
+# Two-factor sign-in (django-otp, TOTP): required of clinic admins where STAFF_2FA_REQUIRED is on
+# (production's default), open to any staff member who turns it on. Off here so `make run`'s
+# demo login stays one step.
+STAFF_2FA_REQUIRED = env.bool("STAFF_2FA_REQUIRED", default=False)
+OTP_TOTP_ISSUER = "Session scheduling"
+# After each wrong code the next try waits 1, 2, 4, 8… seconds (0 would turn this off).
+OTP_TOTP_THROTTLE_FACTOR = 1
+# An admin who may see devices must not read their secret keys off the page.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True

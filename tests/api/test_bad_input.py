@@ -1,5 +1,6 @@
 """Bad input answers 400 naming the field, never 500."""
 
+import json
 from datetime import datetime, timedelta
 
 import pytest
@@ -80,6 +81,8 @@ def test_a_nonexistent_local_time_names_the_field(scheduler_api, db):
         ({"language": "fr"}, "language"),
         ({"clinic": 10**20}, "clinic"),
         ({"sms_enabled": "maybe"}, "sms_enabled"),
+        ({"first_name": "Ana\r\nBcc: x@example.com"}, "first_name"),
+        ({"last_name": "Ruiz\x1bX"}, "last_name"),
     ],
 )
 def test_bad_patient_input_names_the_field(admin_api, clinic, changes, field):
@@ -111,6 +114,9 @@ def test_a_duplicate_mrn_is_refused_cleanly(admin_api, clinic, patient):
         ({"turnover_buffer_minutes": -5}, "turnover_buffer_minutes"),
         ({"turnover_buffer_minutes": 10**9}, "turnover_buffer_minutes"),
         ({"name": HUGE}, "name"),
+        ({"sender_name": "Desert\r\nBcc: x@example.com"}, "sender_name"),
+        ({"address": "1 Main St\nSuite 2"}, "address"),
+        ({"name": "Desert\u2028Bloom"}, "name"),
     ],
 )
 def test_bad_clinic_input_names_the_field(admin_api, changes, field):
@@ -130,6 +136,7 @@ def test_bad_clinic_input_names_the_field(admin_api, changes, field):
         ({"chair_minutes": 5000}, "chair_minutes"),
         ({"session_count": "six"}, "session_count"),
         ({"preparation_instructions": HUGE}, "preparation_instructions"),
+        ({"patient_name": "Wellness\rvisit"}, "patient_name"),
     ],
 )
 def test_bad_protocol_input_names_the_field(admin_api, clinic, changes, field):
@@ -197,3 +204,91 @@ def test_a_boolean_must_be_true_or_false(scheduler_api, clinic, patient):
     assert answers[0].json()["driver_confirmed"] == ["Must be true or false."]
     session.refresh_from_db()
     assert session.status == Session.Status.BOOKED
+
+
+# Numbers, ids and days beyond what the database and the calendar hold; nesting beyond the parser.
+
+
+def post_json(api, url: str, text: str, method: str = "post"):
+    """`text` sent as it is: json.dumps cannot write 1e400, only Infinity, which is not JSON."""
+    return getattr(api, method)(url, text, content_type="application/json")
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400"])
+def test_a_number_beyond_any_float_names_its_field(admin_api, scheduler_api, clinic, patient, number):
+    booster = clinic.protocols.get(name="Booster").pk
+    rule = {"clinic": clinic.pk, "channel": "sms", "offset_minutes": 60}
+    cases = [
+        (scheduler_api, "/api/series/", {**series_body(clinic, patient), "chair": "N"}, "chair"),
+        (scheduler_api, "/api/series/", {"patient": "N", "protocol": booster, "first_start": soon()}, "patient"),
+        (scheduler_api, "/api/series/", {"patient": patient.pk, "protocol": booster, "starts": ["N"]}, "starts"),
+        (admin_api, "/api/chairs/", {"clinic": "N", "name": "Chair 9"}, "clinic"),
+        (admin_api, "/api/reminder-rules/", {**rule, "protocol": "N"}, "protocol"),
+        (admin_api, "/api/reminder-rules/", {**rule, "offset_minutes": "N"}, "offset_minutes"),
+    ]
+
+    for api, url, body, field in cases:
+        answer = post_json(api, url, json.dumps(body).replace('"N"', number))
+        assert answer.status_code == 400, (body, answer.content[:300])
+        assert field in answer.json(), (body, answer.json())
+    hours = json.dumps({"opening_hours": [{"weekday": "N"}]}).replace('"N"', number)
+    answer = post_json(admin_api, f"/api/clinics/{clinic.pk}/", hours, "patch")
+    assert answer.status_code == 400 and "weekday" in answer.json()
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"protocol": 2**63}, "protocol"),
+        ({"chair": -(10**30)}, "chair"),
+        ({"patient": True}, "patient"),
+    ],
+)
+def test_an_id_is_a_whole_number_a_database_id_can_be(scheduler_api, clinic, patient, changes, field):
+    answer = scheduler_api.post("/api/series/", series_body(clinic, patient, changes), format="json")
+
+    assert answer.status_code == 400, answer.content[:300]
+    assert field in answer.json()
+    assert not Session.objects.exists()
+
+
+def test_a_fractional_id_is_not_taken_for_the_row_below_it(scheduler_api, clinic, patient):
+    answer = scheduler_api.post(
+        "/api/series/", series_body(clinic, patient, {"patient": patient.pk + 0.5}), format="json"
+    )
+
+    assert answer.status_code == 400, answer.content[:300]
+    assert "patient" in answer.json()
+    assert not Session.objects.exists()
+
+
+@pytest.mark.parametrize("query", [f"clinic={2**63}", "clinic=1.5", "clinic=%00", f"series={10**30}", "series=-1"])
+def test_an_id_in_a_query_is_a_whole_number_a_database_id_can_be(scheduler_api, clinic, query):
+    answer = scheduler_api.get(f"/api/sessions/?{query}")
+
+    assert answer.status_code == 400
+    assert query.split("=")[0] in answer.json()
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "1899-12-31", "3000-01-01"])
+def test_a_day_beyond_the_calendar_names_the_field(scheduler_api, admin_api, clinic, day):
+    listed = scheduler_api.get(f"/api/sessions/?clinic={clinic.pk}&date={day}")
+    closed = admin_api.patch(f"/api/clinics/{clinic.pk}/", {"closed_dates": [{"date": day}]}, format="json")
+
+    assert listed.status_code == 400 and "date" in listed.json()
+    assert closed.status_code == 400 and "date" in closed.json()["closed_dates"]["0"]
+
+
+def test_the_first_and_last_days_of_the_calendar_are_answered(scheduler_api, clinic):
+    for day in ("1900-01-01", "2999-12-31"):
+        assert scheduler_api.get(f"/api/sessions/?clinic={clinic.pk}&date={day}").json()["count"] == 0
+
+
+@pytest.mark.parametrize("opening", ["[", '{"a": '])
+def test_json_nested_past_any_body_of_the_api_is_a_400(scheduler_api, opening):
+    closing = "]" if opening == "[" else "}"
+    deep = post_json(scheduler_api, "/api/series/", opening * 100_000 + "1" + closing * 100_000)
+    just_over = post_json(scheduler_api, "/api/series/", opening * 33 + "1" + closing * 33)
+
+    assert (deep.status_code, just_over.status_code) == (400, 400)
+    assert "nested deeper than 32 levels" in deep.json()["detail"]

@@ -5,10 +5,13 @@ content type, body).
 
 Random ids and foreign keys would almost all miss, so the hooks below offer the ids of a small
 realistic clinic as an alternative to whatever was generated: requests then reach booking,
-rescheduling and the rest, not only the 404 and "no such clinic" paths. Generation is
+rescheduling and the rest, not only the 404 and "no such clinic" paths. They also offer what the
+default strategies never generate: numbers beyond a float or a bigint, days at the calendar's
+ends, JSON nested past the parser's stack. Generation is
 deterministic (a fixed seed, derandomized): a failure here fails the same way on every run.
 """
 
+import json
 import os
 from collections.abc import Iterator
 from datetime import timedelta
@@ -110,6 +113,46 @@ def _with_known_ids(values: Any, resource_of: dict[str, str]) -> st.SearchStrate
     return st.one_of(st.just(values), st.just({**values, **swappable}))
 
 
+# What the default strategies never produce, each of which was a 500: an id or count beyond any
+# float (1e400, which json.dumps cannot write: the body goes as bytes), beyond PostgreSQL's bigint,
+# or not whole (1.5 was taken for id 1); a day at either end of Python's calendar; JSON nested
+# deeper than Python's parser can recurse.
+BEYOND_BIGINT = 2**63
+DAYS_BEYOND_THE_CALENDAR = ["9999-12-31", "0001-01-01"]
+DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
+
+
+def _hostile_bodies(values: Any) -> list[Any]:
+    """Variants of a generated body: its integers all beyond a float, all beyond bigint, all
+    fractional; and a body nested too deep."""
+    variants: list[Any] = [DEEP_JSON]
+    integers = [key for key, value in values.items() if type(value) is int] if isinstance(values, dict) else []
+    if integers:
+        marked = json.dumps({**values, **dict.fromkeys(integers, "<1e400>")})
+        variants += [
+            marked.replace('"<1e400>"', "1e400").encode(),
+            {**values, **dict.fromkeys(integers, BEYOND_BIGINT)},
+            {**values, **{key: values[key] + 0.5 for key in integers}},
+        ]
+    return variants
+
+
+def _hostile_queries(values: Any, names: set[str]) -> list[Any]:
+    """Variants of a generated query: its integers all beyond bigint; a day beyond the calendar in
+    a known clinic (a day alone is refused before it is read)."""
+    if not isinstance(values, dict):
+        return []
+    integers = [key for key, value in values.items() if type(value) is int]
+    variants = [{**values, **dict.fromkeys(integers, BEYOND_BIGINT)}] if integers else []
+    if {"clinic", "date"} <= names and "clinics" in KNOWN:
+        variants += [{**values, "clinic": KNOWN["clinics"], "date": day} for day in DAYS_BEYOND_THE_CALENDAR]
+    return variants
+
+
+def _or_hostile(known: st.SearchStrategy, hostile: list[Any]) -> st.SearchStrategy:
+    return st.one_of(known, st.sampled_from(hostile)) if hostile else known
+
+
 @schema.hook("flatmap_path_parameters")
 def _existing_path_ids(context, path_parameters):
     resource = context.operation.path.split("/")[2]  # /api/<resource>/{id}/...
@@ -118,12 +161,13 @@ def _existing_path_ids(context, path_parameters):
 
 @schema.hook("flatmap_query")
 def _existing_query_ids(context, query):
-    return _with_known_ids(query, _FIELD_RESOURCE)
+    names = {parameter.name for parameter in context.operation.query}
+    return _or_hostile(_with_known_ids(query, _FIELD_RESOURCE), _hostile_queries(query, names))
 
 
 @schema.hook("flatmap_body")
 def _existing_body_ids(context, body):
-    return _with_known_ids(body, _FIELD_RESOURCE)
+    return _or_hostile(_with_known_ids(body, _FIELD_RESOURCE), _hostile_bodies(body))
 
 
 @pytest.fixture
