@@ -20,5 +20,6 @@ class BookingConfig(AppConfig):
         post_migrate.connect(booking_roles_sync, sender=self)
         for name in ("Clinic", "OpeningHours", "ClosedDate", "Chair", "StaffingBlock", "Protocol", "Patient"):
             audit.track(self.get_model(name))
+        audit.track_staff_access()
         # django.contrib.admin, ready before this app, has imported every app's admin by now.
         unscoped_admins_restrict(admin.site)

@@ -18,8 +18,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db import models
-from django.db.models.signals import post_delete, post_save, pre_save
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
@@ -79,12 +81,27 @@ def untracked() -> Iterator[None]:
         _untracked.reset(token)
 
 
-def track(model: type[models.Model]) -> None:
-    """Record every create, change and delete of `model`: a Clinic, or a model with a `clinic`."""
+def track(model: type[models.Model], *, ignore: frozenset[str] = frozenset()) -> None:
+    """Record every create, change and delete of `model`: a Clinic, a model with a `clinic`, or
+    one of no clinic (a staff user), whose events only users of every clinic see. A change to
+    only the `ignore`d fields is not one (a user's last sign-in)."""
     uid = f"audit:{model._meta.label_lower}"
+    _ignored[model] = ignore
     pre_save.connect(_changes_note, sender=model, dispatch_uid=uid)
     post_save.connect(_saved, sender=model, dispatch_uid=uid)
     post_delete.connect(_deleted, sender=model, dispatch_uid=uid)
+
+
+def track_staff_access() -> None:
+    """Who may work in which clinic is set by a user's groups (`clinic:<id>` and the roles) and
+    flags: each change to them is recorded too, as a change to the user."""
+    user_model = get_user_model()
+    track(user_model, ignore=frozenset({"last_login"}))
+    track(Group)
+    m2m_changed.connect(_groups_changed, sender=user_model.groups.through, dispatch_uid="audit:user-groups")
+
+
+_ignored: dict[type[models.Model], frozenset[str]] = {}
 
 
 def _changes_note(sender: type[models.Model], instance: models.Model, raw: bool, update_fields, **kwargs) -> None:
@@ -93,7 +110,9 @@ def _changes_note(sender: type[models.Model], instance: models.Model, raw: bool,
     fields = [
         field
         for field in sender._meta.concrete_fields
-        if not field.primary_key and (update_fields is None or {field.name, field.attname} & update_fields)
+        if not field.primary_key
+        and field.name not in _ignored.get(sender, ())
+        and (update_fields is None or {field.name, field.attname} & update_fields)
     ]
     stored = sender._base_manager.filter(pk=instance.pk).values(*(field.attname for field in fields)).first() or {}
     instance._audit_changed = [f.name for f in fields if stored.get(f.attname) != getattr(instance, f.attname)]
@@ -123,7 +142,7 @@ def _record(instance: models.Model, action: str, *, detail: str = "") -> None:
     if isinstance(instance, Clinic):
         clinic = None if gone else instance.pk
     else:
-        clinic = instance.clinic_id
+        clinic = getattr(instance, "clinic_id", None)
     audit_record(
         action=action,
         via=channel.via,
@@ -135,3 +154,16 @@ def _record(instance: models.Model, action: str, *, detail: str = "") -> None:
         object_id=instance.pk,
         detail=detail,
     )
+
+
+def _groups_changed(sender, instance: models.Model, action: str, reverse: bool, pk_set, **kwargs) -> None:
+    if action not in ("post_add", "post_remove") or not pk_set or _untracked.get():
+        return
+    user_model = get_user_model()
+    verb = "added to" if action == "post_add" else "removed from"
+    if reverse:  # group.user_set.add(...): one event per user
+        for user in user_model.objects.filter(pk__in=pk_set):
+            _record(user, "groups changed", detail=f"{verb} {instance}")
+        return
+    names = ", ".join(sorted(Group.objects.filter(pk__in=pk_set).values_list("name", flat=True)))
+    _record(instance, "groups changed", detail=f"{verb} {names}")

@@ -75,3 +75,27 @@ def test_it_records_a_clinic_deletion_once_not_each_row_it_takes_with_it():
     assert (event.object_type, event.object_id, event.clinic_id) == ("booking.clinic", clinic_id, None)
     assert not Chair.objects.filter(clinic=clinic_id).exists()
     assert not AuditEvent.objects.filter(clinic=clinic_id).exists() and Clinic.objects.count() == 0
+
+
+def test_it_records_who_gave_a_user_access_to_a_clinic_and_not_each_sign_in(client):
+    from django.contrib.auth.models import Group
+
+    boss = User.objects.create_superuser("boss", password="pw-for-the-test")
+    frontdesk = User.objects.create_user("frontdesk", password="pw-for-the-test", is_staff=True)
+    group = Group.objects.create(name=f"clinic:{clinic_make().pk}")
+    client.force_login(boss)
+
+    answer = client.post(
+        f"/admin/auth/user/{frontdesk.pk}/change/",
+        {"username": "frontdesk", "is_active": "on", "is_staff": "on", "groups": [group.pk],
+         "date_joined_0": "2026-01-05", "date_joined_1": "09:00:00"},
+    )  # fmt: skip
+    client.logout()
+    signed_in = client.post("/staff/login/", {"username": "frontdesk", "password": "pw-for-the-test"})
+
+    assert answer.status_code == 302 and signed_in.status_code == 302
+    events = AuditEvent.objects.filter(object_type="auth.user", object_id=frontdesk.pk).order_by("id")
+    trail = [(e.action, e.via, e.actor, e.detail) for e in events]
+    assert ("groups changed", "admin", boss, f"added to {group.name}") in trail
+    assert [e.via for e in events if e.action == "changed"] == ["admin"]  # the sign-in is not a change
+    assert all(e.clinic_id is None for e in events)  # only users of every clinic read these
