@@ -3,7 +3,14 @@ from typing import Any
 from sessions.roles import CLINIC_ADMIN, NURSE, SCHEDULER, roles_sync
 
 _CONFIG = ("reminderrule", "messagetemplate")
-_VIEW = ["view_message", "view_staffflag", "view_outboxtext", "view_contactstatus", *(f"view_{m}" for m in _CONFIG)]
+_VIEW = [
+    "view_message",
+    "view_staffflag",
+    "view_outboxtext",
+    "view_contactstatus",
+    "view_inboxtext",
+    *(f"view_{m}" for m in _CONFIG),
+]
 
 NOTIFICATION_ROLES: dict[str, list[str]] = {
     SCHEDULER: [*_VIEW, "change_staffflag"],
