@@ -5,7 +5,7 @@ as the booking admin's are (sessions/admin.py)."""
 from django.contrib import admin
 from django.http import HttpRequest
 
-from sessions.admin import ClinicScopedAdmin, ReadOnlyAdmin
+from sessions.admin import ClinicScopedAdmin, ReadOnly, ReadOnlyAdmin
 
 from .models import (
     ContactStatus,
@@ -86,18 +86,9 @@ class InboxTextAdmin(ReadOnlyAdmin):
 
 
 @admin.register(InboundSms)
-class InboundSmsAdmin(admin.ModelAdmin):
+class InboundSmsAdmin(ReadOnly, admin.ModelAdmin):
     """Every text as received, whoever it was for: no clinic of its own, so for users of every
     clinic only (sessions.admin.unscoped_admins_restrict)."""
 
     list_display = ["received_at", "command", "outcome"]
     list_filter = ["command"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False

@@ -166,7 +166,9 @@ class PatientAdmin(ClinicScopedAdmin):
     search_fields = ["last_name", "first_name", "external_id", "phone", "email"]
 
 
-class ReadOnlyAdmin(ClinicScopedAdmin):
+class ReadOnly:
+    """Records, not configuration: they change only through the services."""
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -175,6 +177,10 @@ class ReadOnlyAdmin(ClinicScopedAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+class ReadOnlyAdmin(ReadOnly, ClinicScopedAdmin):
+    pass
 
 
 class SessionInline(ClinicScopedInline):
