@@ -9,8 +9,10 @@ notifications/, is `ClinicScoped`; every other page is for users of every clinic
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.sites import AdminSite
 from django.contrib.admin.utils import get_fields_from_path
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.db.models import ForeignKey, Model, QuerySet
 from django.forms import ModelChoiceField
@@ -30,6 +32,24 @@ from .models import (
     SessionMove,
     StaffingBlock,
 )
+
+
+class QueryCheckedChangeList(ChangeList):
+    """A list whose search and filter values are checked before they reach the database. A NUL
+    byte, which no admin page offers and PostgreSQL's text cannot hold, is a bad lookup like any
+    other: the admin's own "?e=1" answer, not a server error when the query runs."""
+
+    def get_queryset(self, request: HttpRequest, exclude_parameters: list[str] | None = None) -> QuerySet:
+        if any("\x00" in value for values in request.GET.lists() for value in values[1]):
+            raise IncorrectLookupParameters("a NUL byte in the query")
+        return super().get_queryset(request, exclude_parameters)
+
+
+class QueryChecked:
+    """Every admin list, the clinics' and the others' (see `unscoped_admins_restrict`)."""
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return QueryCheckedChangeList
 
 
 class ClinicScoped:
@@ -60,7 +80,7 @@ class ClinicScoped:
         return queryset if clinic_ids_for(user) is None else queryset.none()
 
 
-class ClinicScopedAdmin(ClinicScoped, admin.ModelAdmin):
+class ClinicScopedAdmin(QueryChecked, ClinicScoped, admin.ModelAdmin):
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Model:
         found = super().get_object(request, object_id, from_field)
         if found is None:
@@ -82,7 +102,7 @@ class ClinicScopedInline(ClinicScoped, admin.TabularInline):
     pass
 
 
-class UnlimitedOnly:
+class UnlimitedOnly(QueryChecked):
     """An admin page of no clinic's data (users and groups, API tokens, beat's schedules, sign-in
     records) is closed to a user limited to some clinics: there they could add themselves to
     another clinic's group, or read who works elsewhere."""

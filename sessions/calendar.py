@@ -22,6 +22,8 @@ from .models import Clinic, Protocol, Session
 # Protocols cap chair time at 12 hours (a check constraint), so a session that overlaps an
 # instant started at most this long before it.
 MAX_SESSION = timedelta(minutes=720)
+# Bookings further ahead than this are typing mistakes, not plans.
+BOOKING_HORIZON = timedelta(days=730)
 
 _TIMESTAMPTZ_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["timestamptz"].oid, psycopg.pq.Format.TEXT)
 

@@ -2,7 +2,7 @@
 
 import re
 from collections.abc import Iterable
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from typing import Any
 
 from django.db import models, transaction
@@ -13,7 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .access import within_clinics
-from .calendar import BookingConflict
+from .calendar import BOOKING_HORIZON, BookingConflict
 from .clock import LocalTimeError, to_utc
 from .models import (
     Chair,
@@ -27,10 +27,6 @@ from .models import (
     SessionMove,
     StaffingBlock,
 )
-
-# Bookings further ahead than this are typing mistakes, not plans.
-BOOKING_HORIZON = timedelta(days=730)
-
 
 # Ids as PostgreSQL's bigint holds them: a larger one names no row, and used in a write it fails
 # in the database instead of here.

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import signals
-from .calendar import BookingConflict, ClinicCalendar, Slot, series_gap_conflict
+from .calendar import BOOKING_HORIZON, BookingConflict, ClinicCalendar, Slot, series_gap_conflict
 from .clock import LocalTimeError, local_date, to_utc, wall_clock
 from .locking import lock_clinic_and_patient, lock_patients
 from .models import AuditEvent, Chair, Clinic, Patient, Protocol, Series, Session, SessionMove
@@ -60,10 +60,12 @@ def series_plan(
     calendar = ClinicCalendar(clinic, patient_id=patient.pk, now=now or timezone.now())
     length = timedelta(minutes=protocol.chair_minutes)
     if starts is not None:
-        utc_starts = [_utc(value, clinic, field="starts") for value in starts]
+        utc_starts = [_utc(value, clinic, field="starts", now=calendar.now) for value in starts]
         return _plan_explicit(calendar, protocol, utc_starts, chair, length)
     assert first_start is not None
-    return _plan_auto(calendar, protocol, _utc(first_start, clinic, field="first_start"), chair, length)
+    return _plan_auto(
+        calendar, protocol, _utc(first_start, clinic, field="first_start", now=calendar.now), chair, length
+    )
 
 
 def series_book(
@@ -126,7 +128,8 @@ def session_reschedule(
     session needs confirming again: the patient confirmed the old time, not the new one.
     """
     clinic = session.clinic
-    new_start = _utc(starts_at, clinic, field="starts_at")
+    now = now or timezone.now()
+    new_start = _utc(starts_at, clinic, field="starts_at", now=now)
     if chair is not None and chair.clinic_id != clinic.pk:
         raise ValidationError({"chair": "That chair belongs to another clinic."})
     with _translating_constraint_violations(), transaction.atomic():
@@ -135,9 +138,7 @@ def session_reschedule(
         _require_upcoming(session, "moved")
         if new_start == session.starts_at and (chair is None or chair.pk == session.chair_id):
             return session
-        calendar = ClinicCalendar(
-            clinic, patient_id=session.patient_id, ignore_session_id=session.pk, now=now or timezone.now()
-        )
+        calendar = ClinicCalendar(clinic, patient_id=session.patient_id, ignore_session_id=session.pk, now=now)
         length = session.ends_at - session.starts_at
         if chair is not None:
             slot: Slot | BookingConflict = Slot(chair.pk, new_start, new_start + length)
@@ -367,11 +368,22 @@ def _check_request(
         raise ValidationError({"chair": "That chair belongs to another clinic."})
 
 
-def _utc(value: datetime, clinic: Clinic, *, field: str) -> datetime:
+def _utc(value: datetime, clinic: Clinic, *, field: str, now: datetime) -> datetime:
+    """`value` as a UTC instant, refused beyond the booking horizon on every path: a posted
+    form or a caller can name any instant, and near either end of the calendar the day around it
+    cannot even be computed. The recent past is the calendar's to refuse, with its rule."""
+    too_far = ValidationError({field: f"Book at most {BOOKING_HORIZON.days} days ahead."})
     try:
-        return to_utc(value, clinic.zone)
+        instant = to_utc(value, clinic.zone)
     except LocalTimeError as exc:
         raise ValidationError({field: str(exc)}) from exc
+    except OverflowError as exc:
+        raise too_far from exc
+    if instant > now + BOOKING_HORIZON:
+        raise too_far
+    if instant < now - BOOKING_HORIZON:
+        raise ValidationError({field: "This time has already passed."})
+    return instant
 
 
 def _lock_session(session: Session) -> Session:
