@@ -45,11 +45,11 @@ class MessageAdmin(ReadOnlyAdmin):
 
 @admin.register(StaffFlag)
 class StaffFlagAdmin(ClinicScopedAdmin):
-    clinic_path = "patient__clinic"
+    clinic_path = "clinic"
     list_display = ["created_at", "patient", "kind", "detail", "handled_at"]
     list_filter = ["kind"]
     list_select_related = ["patient"]
-    readonly_fields = ["patient", "session", "message", "kind", "detail", "created_at"]
+    readonly_fields = ["clinic", "patient", "session", "message", "kind", "detail", "created_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -191,6 +191,9 @@ class StaffFlag(models.Model):
         SEND_UNCERTAIN = "send_uncertain", "Send outcome under review"
         CANCEL_WORD = "cancel_word", "Replied CANCEL"
 
+    # Whose staff act on it: the visit's clinic, or the patient's own where there is no visit (a
+    # patient may visit a clinic other than the one that registered them).
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="staff_flags")
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="staff_flags")
     session = models.ForeignKey(Session, on_delete=models.CASCADE, null=True, blank=True, related_name="staff_flags")
     message = models.ForeignKey(Message, on_delete=models.CASCADE, null=True, blank=True, related_name="staff_flags")
@@ -208,6 +211,13 @@ class StaffFlag(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.detail}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.clinic_id is None:
+            owner = Session.objects.filter(pk=self.session_id) if self.session_id else None
+            owner = owner or Patient.objects.filter(pk=self.patient_id)
+            self.clinic_id = owner.values_list("clinic_id", flat=True).get()
+        super().save(*args, **kwargs)
 
 
 class PatientLink(models.Model):

@@ -108,7 +108,8 @@ def inbox_texts_for(user) -> QuerySet[InboxText]:
 
 
 def flags_for(user) -> QuerySet[StaffFlag]:
-    return StaffFlag.objects.filter(patient__in=patients_for(user))
+    """Flags of the user's clinics: a visit's flag belongs to the clinic of the visit."""
+    return within_clinics(StaffFlag.objects.all(), user)
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,10 @@ def inbox_open_count(*, user) -> int:
 
 
 def outbox_for(user) -> QuerySet[OutboxText]:
+    """Texts kept unsent, in the outbox of the clinic whose visit they are about, as the admin's
+    outbox and the API's messages show them: a visiting patient's home clinic sees none of them."""
     return (
-        OutboxText.objects.filter(message__patient__in=patients_for(user))
+        within_clinics(OutboxText.objects.all(), user, path="message__session__clinic")
         .select_related("message__patient__clinic", "message__session")
         .order_by("-created_at", "-id")
     )

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from notifications.inbound import Incoming, inbound_handle
-from notifications.models import StaffFlag
+from notifications.models import Channel, Message, OutboxText, Purpose, StaffFlag
 from sessions.clock import local_date
 from sessions.models import Series, Session
 from tests.factories import clinic_make, patient_make, protocol_make
@@ -145,6 +145,37 @@ class TestClinicScoping:
         assert inbox.context["nav"]["inbox_count"] == 1
         assert (inbox.context["inbox"].flags, inbox.context["inbox"].texts) == ([mine], [])
         assert search.context["found"] == []
+
+    def test_a_visiting_patients_kept_texts_are_in_the_outbox_of_the_clinic_that_sent_them(
+        self, limited, other, clinic, booster, later
+    ):
+        # A patient of the other clinic booked here: the text names this clinic and this visit,
+        # as the admin's outbox and the API's messages (scoped by the session's clinic) say.
+        _, visitor, _ = other
+        here = session_make(clinic, booster, chair=clinic.chairs.first(), starts_at=at(clinic, later, 13),
+                            patient=visitor)  # fmt: skip
+        message = Message.objects.create(
+            session=here, patient=visitor, purpose=Purpose.BOOKED, key="0", channel=Channel.SMS, session_version=1,
+            due_at=timezone.now(), expires_at=here.starts_at, status=Message.Status.SENT,
+        )  # fmt: skip
+        text = OutboxText.objects.create(message=message, to=visitor.phone, body="Desert Wellness: see you")
+        visitors_clinic = client_as(staff_user("Scheduler", clinics=(visitor.clinic,), username="elsewhere"))
+
+        assert list(limited.get(reverse("staff:outbox")).context["page"].object_list) == [text]
+        assert list(visitors_clinic.get(reverse("staff:outbox")).context["page"].object_list) == []
+
+    def test_a_visiting_patients_visit_flags_are_in_the_inbox_of_the_clinic_of_the_visit(
+        self, limited, other, clinic, booster, later
+    ):
+        _, visitor, _ = other
+        here = session_make(clinic, booster, chair=clinic.chairs.first(), starts_at=at(clinic, later, 13),
+                            patient=visitor)  # fmt: skip
+        flag = StaffFlag.objects.create(patient=visitor, session=here, kind=StaffFlag.Kind.SMS_REFUSED, detail="x")
+        visitors_clinic = client_as(staff_user("Scheduler", clinics=(visitor.clinic,), username="elsewhere"))
+
+        assert limited.get(reverse("staff:inbox")).context["inbox"].flags == [flag]
+        assert visitors_clinic.get(reverse("staff:inbox")).context["inbox"].flags == []
+        assert visitors_clinic.post(reverse("staff:flag-handled", args=[flag.pk])).status_code == 404
 
     def test_users_in_no_clinic_group_see_every_clinic(self, scheduler, other, clinic):
         other_clinic, other_patient, _ = other
