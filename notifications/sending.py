@@ -22,10 +22,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Subquery
 from django.utils import timezone
 
-from sessions.locking import lock_patients
+from sessions.locking import lock_patient
 from sessions.models import Patient, Session
 
 from . import links
@@ -233,7 +233,7 @@ def _begin(message_id: int, now: datetime) -> tuple[Message, Rendered] | str:
             return "not claimed"
         # The patient's lock (taken first) also serialises their sends, so two workers cannot
         # both pass the caps.
-        patient = Patient.objects.select_related("clinic").get(pk=message.patient_id)
+        patient = message.patient
         refusal = _refusal(message, patient, now)
         if refusal is not None:
             status, reason = refusal
@@ -446,17 +446,20 @@ def _reconcile(message: Message, lease: datetime, now: datetime) -> int:
 
 
 def _lock_message(message_id: int) -> Message | None:
-    """The message's row, locked after its patient's (sessions/locking.py), with what a send reads."""
-    patient_id = Message.objects.filter(pk=message_id).values_list("patient_id", flat=True).first()
-    if patient_id is None:
+    """The message's row, locked after its patient's (sessions/locking.py), with what a send
+    reads: its session's clinic and protocol, and the locked patient with their clinic."""
+    patient = lock_patient(pk=Subquery(Message.objects.filter(pk=message_id).values("patient_id")[:1]))
+    if patient is None:
         return None
-    lock_patients(patient_ids=[patient_id])
-    return (
+    message = (
         Message.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("session__clinic", "session__series__protocol", "patient")
+        .select_related("session__clinic", "session__series__protocol")
         .filter(pk=message_id)
         .first()
     )
+    if message is not None:
+        message.patient = patient
+    return message
 
 
 def _flag(message: Message, kind: str, detail: str) -> None:

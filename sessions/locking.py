@@ -13,6 +13,8 @@ a locked one (a link to a session, a flag on a message) takes only a key-share l
 no-key lock does not block.
 """
 
+from django.db.models import Expression
+
 from .models import Clinic, Patient
 
 
@@ -32,3 +34,9 @@ def lock_patients(*, patient_ids: list[int]) -> None:
     )
     if len(found) != len(set(patient_ids)):
         raise Patient.DoesNotExist("patient to lock was not found")
+
+
+def lock_patient(*, pk: int | Expression) -> Patient | None:
+    """One patient's row, locked, with its clinic, for a path that reads the patient anyway. `pk`
+    may be a subquery (the patient of a message), so the lock costs no extra round trip."""
+    return Patient.objects.select_for_update(no_key=True, of=("self",)).select_related("clinic").filter(pk=pk).first()
