@@ -13,7 +13,7 @@ from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
 
-from sessions.models import Clinic, Language, Patient, Protocol, Session
+from sessions.models import Clinic, Language, Patient, Protocol, Session, StaysInItsClinic
 from sessions.validators import validate_single_line
 
 
@@ -34,7 +34,7 @@ class Purpose(models.TextChoices):
 CANCELLATIONS = (Purpose.CANCELLED, Purpose.CANCEL_ALL)
 
 
-class ReminderRule(models.Model):
+class ReminderRule(StaysInItsClinic):
     """When to remind, per clinic, or per protocol where a protocol needs its own rules.
 
     A protocol with rules of its own uses only those; every other protocol uses the clinic's.
@@ -64,12 +64,13 @@ class ReminderRule(models.Model):
         return f"{self.get_channel_display()} {before} before"
 
     def clean(self) -> None:
+        super().clean()
         # The API's serializer says the same: a rule of one clinic never times another's protocol.
         if self.protocol_id is not None and self.clinic_id is not None and self.protocol.clinic_id != self.clinic_id:
             raise ValidationError({"protocol": "That protocol belongs to another clinic."})
 
 
-class MessageTemplate(models.Model):
+class MessageTemplate(StaysInItsClinic):
     """A clinic's own wording for one purpose, channel and language; built-in wording otherwise."""
 
     clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="message_templates")
@@ -92,6 +93,7 @@ class MessageTemplate(models.Model):
         return f"{self.get_purpose_display()} {self.channel} {self.language}"
 
     def clean(self) -> None:
+        super().clean()
         from .wording import template_problems
 
         problems = template_problems(self)

@@ -9,6 +9,7 @@ from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
@@ -29,6 +30,25 @@ class Weekday(models.IntegerChoices):
 class Language(models.TextChoices):
     ENGLISH = "en", "English"
     SPANISH = "es", "Español"
+
+
+STAYS_IN_ITS_CLINIC = "This stays in the clinic it was made in: register it anew in the other clinic."
+
+
+class StaysInItsClinic(models.Model):
+    """A row of one clinic stays there. Its history (a patient's visits and texts, a protocol's
+    series) belongs to that clinic, and a user of two clinics must not carry it to the other."""
+
+    class Meta:
+        abstract = True
+
+    def clean(self) -> None:
+        super().clean()
+        if self.pk is None or self.clinic_id is None:
+            return
+        stored = type(self)._base_manager.filter(pk=self.pk).values_list("clinic_id", flat=True).first()
+        if stored is not None and stored != self.clinic_id:
+            raise ValidationError({"clinic": STAYS_IN_ITS_CLINIC})
 
 
 class Clinic(models.Model):
@@ -110,7 +130,7 @@ class ClosedDate(models.Model):
         return f"{self.date} {self.reason}".strip()
 
 
-class Chair(models.Model):
+class Chair(StaysInItsClinic):
     clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="chairs")
     name = models.CharField(max_length=40, validators=[validate_single_line])
     is_active = models.BooleanField(default=True)
@@ -150,7 +170,7 @@ class StaffingBlock(models.Model):
         return self.nurses * self.patients_per_nurse
 
 
-class Protocol(models.Model):
+class Protocol(StaysInItsClinic):
     """A series template. `name` is internal; patients only ever see `patient_name`."""
 
     clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="protocols")
@@ -190,7 +210,7 @@ class Protocol(models.Model):
         return self.name
 
 
-class Patient(models.Model):
+class Patient(StaysInItsClinic):
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="patients")
     first_name = models.CharField(max_length=80, validators=[validate_single_line])
     last_name = models.CharField(max_length=80, validators=[validate_single_line])

@@ -16,6 +16,7 @@ from .access import within_clinics
 from .calendar import BOOKING_HORIZON, BookingConflict
 from .clock import LocalTimeError, to_utc
 from .models import (
+    STAYS_IN_ITS_CLINIC,
     Chair,
     Clinic,
     ClosedDate,
@@ -91,6 +92,12 @@ class ApiModelSerializer(serializers.ModelSerializer):
 
 class ClinicScopedModelSerializer(ApiModelSerializer):
     serializer_related_field = ClinicScopedField
+
+    def validate_clinic(self, clinic: Clinic) -> Clinic:
+        # As the model's clean() says for the admin and the staff forms.
+        if self.instance is not None and self.instance.clinic_id != clinic.pk:
+            raise serializers.ValidationError(STAYS_IN_ITS_CLINIC)
+        return clinic
 
 
 @extend_schema_field(OpenApiTypes.DATETIME)

@@ -164,3 +164,34 @@ def test_a_visiting_patients_sessions_in_the_users_clinic_are_found_by_patient(s
     found = ids(api.get(f"/api/sessions/?patient={visitor.pk}"))
 
     assert found == set(here.sessions.values_list("pk", flat=True))
+
+
+@pytest.mark.parametrize("resource", ["patients", "chairs", "protocols", "reminder-rules"])
+def test_a_row_stays_in_its_clinic_even_for_a_user_of_both(resource):
+    home, other = clinic_make(chairs=1), clinic_make(chairs=1)
+    made = {
+        "patients": lambda: patient_make(home),
+        "chairs": lambda: home.chairs.get(),
+        "protocols": lambda: protocol_make(home),
+        "reminder-rules": lambda: ReminderRule.objects.filter(clinic=home).first(),
+    }[resource]()
+    api = api_for("Clinic admin", home, other)
+
+    answer = api.patch(f"/api/{resource}/{made.pk}/", {"clinic": other.pk}, format="json")
+
+    assert answer.status_code == 400 and "clinic" in answer.json()
+    made.refresh_from_db()
+    assert made.clinic_id == home.pk
+
+
+def test_the_admin_and_staff_forms_keep_a_patient_in_its_clinic():
+    from django.core.exceptions import ValidationError
+
+    home, other = clinic_make(), clinic_make()
+    patient = patient_make(home)
+    patient.clinic = other
+
+    with pytest.raises(ValidationError) as refused:
+        patient.full_clean()
+
+    assert "clinic" in refused.value.message_dict
