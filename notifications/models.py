@@ -216,9 +216,8 @@ class StaffFlag(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         if self.clinic_id is None:
-            owner = Session.objects.filter(pk=self.session_id) if self.session_id else None
-            owner = owner or Patient.objects.filter(pk=self.patient_id)
-            self.clinic_id = owner.values_list("clinic_id", flat=True).get()
+            owner, pk = (Session, self.session_id) if self.session_id else (Patient, self.patient_id)
+            self.clinic_id = owner.objects.values_list("clinic_id", flat=True).get(pk=pk)
         super().save(*args, **kwargs)
 
 
