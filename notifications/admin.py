@@ -21,14 +21,12 @@ from .models import (
 
 @admin.register(ReminderRule)
 class ReminderRuleAdmin(ClinicScopedAdmin):
-    clinic_path = "clinic"
     list_display = ["__str__", "clinic", "protocol", "channel", "offset_minutes", "is_active"]
     list_filter = ["clinic", "channel", "is_active"]
 
 
 @admin.register(MessageTemplate)
 class MessageTemplateAdmin(ClinicScopedAdmin):
-    clinic_path = "clinic"
     list_display = ["clinic", "purpose", "channel", "language", "subject"]
     list_filter = ["clinic", "purpose", "channel", "language"]
 
@@ -45,7 +43,6 @@ class MessageAdmin(ReadOnlyAdmin):
 
 @admin.register(StaffFlag)
 class StaffFlagAdmin(ClinicScopedAdmin):
-    clinic_path = "clinic"
     list_display = ["created_at", "patient", "kind", "detail", "handled_at"]
     list_filter = ["kind"]
     list_select_related = ["patient"]
@@ -71,7 +68,6 @@ class ContactStatusAdmin(ReadOnlyAdmin):
 class InboxTextAdmin(ReadOnlyAdmin):
     """Patients' texts as each clinic's staff see them, beside that clinic's own patient."""
 
-    clinic_path = "clinic"
     list_display = ["received_at", "clinic", "patient", "command", "outcome", "needs_staff", "handled_at"]
     list_filter = ["clinic", "inbound__command", "needs_staff"]
     list_select_related = ["inbound", "clinic", "patient"]

@@ -8,7 +8,15 @@ from sessions.models import Session
 
 from .models import CANCELLATIONS, Channel, Message, Purpose
 from .transports.email import Invite
-from .wording import default_wording, fill, fits_one_segment, local_date_text, local_time_text, wording_for
+from .wording import (
+    default_wording,
+    fill,
+    fits_one_segment,
+    local_date_text,
+    local_time_text,
+    placeholders_in,
+    wording_for,
+)
 
 # Last resort when a clinic's long name or address leaves no room: still one segment, still says
 # how to confirm (or that the visit is off) and how to stop.
@@ -54,7 +62,7 @@ def render(message: Message, *, token: str) -> Rendered | None:
         body = fill(text, values)
         # A wording saved before every text had to carry the link is passed over: the link's
         # token is the text's identity in Twilio's log.
-        if "{link}" in text and fits_one_segment(body):
+        if "link" in placeholders_in(text) and fits_one_segment(body):
             return Rendered("", body)
     return None
 

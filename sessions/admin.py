@@ -54,9 +54,10 @@ class QueryChecked:
 
 class ClinicScoped:
     """Rows, choices and filters of an admin page or inline narrowed to the user's clinics.
-    `clinic_path` leads from the model to its clinic, as `within_clinics` takes it."""
+    `clinic_path` leads from the model to its clinic, as `within_clinics` takes it; by default
+    the model's `clinic` (a clinic's own id, for the clinics themselves)."""
 
-    clinic_path: str
+    clinic_path: str | None = None
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return within_clinics(super().get_queryset(request), request.user, path=self.clinic_path)
@@ -138,31 +139,26 @@ def unscoped_admins_restrict(site: AdminSite) -> None:
 
 class OpeningHoursInline(ClinicScopedInline):
     model = OpeningHours
-    clinic_path = "clinic"
     extra = 0
 
 
 class ClosedDateInline(ClinicScopedInline):
     model = ClosedDate
-    clinic_path = "clinic"
     extra = 0
 
 
 class StaffingBlockInline(ClinicScopedInline):
     model = StaffingBlock
-    clinic_path = "clinic"
     extra = 0
 
 
 class ChairInline(ClinicScopedInline):
     model = Chair
-    clinic_path = "clinic"
     extra = 0
 
 
 @admin.register(Clinic)
 class ClinicAdmin(ClinicScopedAdmin):
-    clinic_path = "pk"
     list_display = ["name", "time_zone", "phone", "turnover_buffer_minutes", "max_starts_per_slot"]
     inlines = [OpeningHoursInline, ClosedDateInline, StaffingBlockInline, ChairInline]
 
@@ -173,14 +169,12 @@ class ClinicAdmin(ClinicScopedAdmin):
 
 @admin.register(Protocol)
 class ProtocolAdmin(ClinicScopedAdmin):
-    clinic_path = "clinic"
     list_display = ["name", "patient_name", "clinic", "session_count", "chair_minutes", "min_gap_days", "max_gap_days"]
     list_filter = ["clinic", "is_active"]
 
 
 @admin.register(Patient)
 class PatientAdmin(ClinicScopedAdmin):
-    clinic_path = "clinic"
     list_display = ["last_name", "first_name", "external_id", "clinic", "phone", "language", "sms_opted_out_at"]
     list_filter = ["clinic", "language"]
     search_fields = ["last_name", "first_name", "external_id", "phone", "email"]
@@ -205,7 +199,6 @@ class ReadOnlyAdmin(ReadOnly, ClinicScopedAdmin):
 
 class SessionInline(ClinicScopedInline):
     model = Session
-    clinic_path = "clinic"
     fields = ["number", "chair", "starts_at", "ends_at", "status", "confirmed_at", "driver_confirmed"]
     readonly_fields = fields
     extra = 0
@@ -217,7 +210,6 @@ class SessionInline(ClinicScopedInline):
 
 @admin.register(Series)
 class SeriesAdmin(ReadOnlyAdmin):
-    clinic_path = "clinic"
     list_display = ["patient", "protocol", "clinic", "status", "created_at"]
     list_filter = ["clinic", "status"]
     list_select_related = ["patient", "protocol", "clinic"]
@@ -247,7 +239,6 @@ class SessionMoveInline(ClinicScopedInline):
 
 @admin.register(Session)
 class SessionAdmin(ReadOnlyAdmin):
-    clinic_path = "clinic"
     list_display = ["starts_at", "patient", "number", "chair", "clinic", "status"]
     list_filter = ["clinic", "status"]
     list_select_related = ["patient", "chair", "clinic"]
@@ -257,7 +248,6 @@ class SessionAdmin(ReadOnlyAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    clinic_path = "clinic"
     list_display = ["at", "clinic", "patient", "action", "object_type", "object_id", "via", "actor", "detail"]
     list_filter = ["action", "via", "object_type"]
     list_select_related = ["clinic", "patient", "actor"]

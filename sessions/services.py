@@ -463,16 +463,18 @@ def audit_record(
     detail: str = "",
 ) -> AuditEvent:  # fmt: skip
     """One line of the audit trail. Staff actions carry the user; a patient's, the channel."""
-    series = series or (session.series if session else None)
-    if clinic is None and series is not None:
-        clinic = series.clinic_id
-    elif clinic is None and patient is not None:
-        clinic = Patient.objects.values_list("clinic_id", flat=True).get(pk=patient)
+    if clinic is None:
+        owner = session or series
+        if owner is not None:
+            clinic = owner.clinic_id
+        elif patient is not None:
+            clinic = Patient.objects.values_list("clinic_id", flat=True).get(pk=patient)
     return AuditEvent.objects.create(
         clinic_id=clinic,
         patient_id=patient,
         session=session,
-        series=series,
+        # By id: a series cancelled visit by visit must not load the series once per visit.
+        series_id=series.pk if series is not None else (session.series_id if session is not None else None),
         object_type=object_type,
         object_id=object_id,
         action=action,
