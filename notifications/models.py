@@ -13,7 +13,7 @@ from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
 
-from sessions.models import Clinic, Language, Patient, Protocol, Session, StaysInItsClinic
+from sessions.models import Clinic, Language, Patient, Protocol, Series, Session, StaysInItsClinic
 from sessions.validators import validate_single_line
 
 
@@ -28,6 +28,7 @@ class Purpose(models.TextChoices):
     MOVED = "moved", "Moved notice"
     CANCELLED = "cancelled", "Cancellation notice"
     CANCEL_ALL = "cancel_all", "Series cancellation notice"
+    REFLOWED = "reflowed", "New times notice"
 
 
 # Notices about visits that no longer happen: sent although (because) the session is cancelled.
@@ -192,15 +193,27 @@ class StaffFlag(models.Model):
         DELIVERY_FAILED = "delivery_failed", "Text not delivered"
         SEND_UNCERTAIN = "send_uncertain", "Send outcome under review"
         CANCEL_WORD = "cancel_word", "Replied CANCEL"
+        # Tasks: something a patient did, or a series' state, that needs a person's next step.
+        SERIES_OFF_PROTOCOL = "series_off_protocol", "Series off protocol"
+        PATIENT_CANCELLED = "patient_cancelled", "Cancelled by the patient"
+        LATE_MOVE = "late_move", "Moved by the patient at short notice"
+        DRIVER_UNCONFIRMED = "driver_unconfirmed", "Driver not confirmed"
+        OPTED_OUT = "opted_out", "Opted out with visits ahead"
+        NO_SHOW = "no_show", "No-show"
+
+    # At most one open task of these kinds per session: a second cause adds nothing to do.
+    SESSION_TASKS = (Kind.PATIENT_CANCELLED, Kind.LATE_MOVE, Kind.DRIVER_UNCONFIRMED, Kind.NO_SHOW)
 
     # Whose staff act on it: the visit's clinic, or the patient's own where there is no visit (a
     # patient may visit a clinic other than the one that registered them).
     clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="staff_flags")
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="staff_flags")
     session = models.ForeignKey(Session, on_delete=models.CASCADE, null=True, blank=True, related_name="staff_flags")
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, null=True, blank=True, related_name="staff_flags")
     message = models.ForeignKey(Message, on_delete=models.CASCADE, null=True, blank=True, related_name="staff_flags")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     detail = models.CharField(max_length=300)
+    next_step = models.CharField(max_length=200, blank=True, help_text="What staff should do about it.")
     created_at = models.DateTimeField(auto_now_add=True)
     handled_at = models.DateTimeField(null=True, blank=True)
     handled_by = models.ForeignKey(
@@ -210,6 +223,20 @@ class StaffFlag(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["created_at"], condition=Q(handled_at=None), name="staff_flag_open_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["series", "kind"],
+                condition=Q(handled_at=None, kind="series_off_protocol"),
+                name="staff_flag_one_open_gap_per_series",
+            ),
+            models.UniqueConstraint(
+                fields=["session", "kind"],
+                condition=Q(
+                    handled_at=None, kind__in=["patient_cancelled", "late_move", "driver_unconfirmed", "no_show"]
+                ),
+                name="staff_flag_one_open_task_per_session",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.detail}"

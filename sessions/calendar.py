@@ -8,7 +8,7 @@ constraints back rules 2 and 3 for any code that skips the services.
 """
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -22,6 +22,8 @@ from .models import Clinic, Protocol, Session
 # Protocols cap chair time at 12 hours (a check constraint), so a session that overlaps an
 # instant started at most this long before it.
 MAX_SESSION = timedelta(minutes=720)
+# Protocols cap their gaps at a year (the model's validators), so rule 10 looks back no further.
+MAX_GAP_DAYS = 365
 # Bookings further ahead than this are typing mistakes, not plans.
 BOOKING_HORIZON = timedelta(days=730)
 
@@ -39,6 +41,12 @@ RULES: dict[str, tuple[int, str]] = {
     "stagger_cap": (4, "starts per slot never exceed the stagger cap"),
     "series_gap": (5, "consecutive sessions keep the protocol's minimum and maximum gap"),
     "no_valid_slot": (7, "every session of a series needs a valid slot"),
+    "patient_gap": (10, "a patient's infusions keep each protocol's minimum gap from every other infusion of theirs"),
+    "series_duplicate": (10, "one active series per protocol per patient, unless staff override with a reason"),
+    "reflow_not_needed": (11, "a re-flow starts at an upcoming session, or makes good a cancelled or missed one"),
+    "makeup_taken": (11, "a cancelled or missed session is made good once"),
+    "short_notice": (13, "self-service never offers a time sooner than the clinic's minimum notice"),
+    "attendance_times": (15, "chair-out follows chair-in, and neither is in the future"),
 }
 
 
@@ -98,15 +106,41 @@ class _Day:
         self.spans.insert(at, (starts_at, ends_at))
 
 
+# The series a booking creates has no id yet: its tentative sessions carry this one.
+NEW_SERIES = -1
+
+
+@dataclass(frozen=True, slots=True)
+class _PatientVisit:
+    starts_at: datetime
+    ends_at: datetime
+    series_id: int
+    min_gap_days: int
+
+
 class ClinicCalendar:
-    def __init__(self, clinic: Clinic, *, patient_id: int, ignore_session_id: int | None = None, now: datetime) -> None:
+    """`series_id` and `min_gap_days` describe the series being booked or changed: its own sessions
+    are spaced by rule 5, and every other infusion of the patient by rule 10."""
+
+    def __init__(
+        self,
+        clinic: Clinic,
+        *,
+        patient_id: int,
+        now: datetime,
+        ignore_session_ids: Collection[int] = (),
+        series_id: int = NEW_SERIES,
+        min_gap_days: int = 0,
+    ) -> None:
         self.clinic = clinic
         self.zone = clinic.zone
         self.now = now
         self.buffer = timedelta(minutes=clinic.turnover_buffer_minutes)
         self.slot = timedelta(minutes=clinic.slot_minutes)
         self.patient_id = patient_id
-        self.ignore_session_id = ignore_session_id
+        self.ignore_session_ids = list(ignore_session_ids)
+        self.series_id = series_id
+        self.min_gap_days = min_gap_days
         self.active_chairs: dict[int, str] = dict(clinic.chairs.filter(is_active=True).values_list("id", "name"))
         self.chairs_by_name: list[int] = sorted(self.active_chairs, key=lambda pk: (self.active_chairs[pk], pk))
         self._hours = {w: (o, c) for w, o, c in clinic.opening_hours.values_list("weekday", "opens", "closes")}
@@ -118,7 +152,7 @@ class ClinicCalendar:
         self._staffed = bool(self._blocks)
         self._orders: dict[int | None, list[int]] = {}
         self._days: dict[date, _Day] = {}
-        self._patient_spans: list[tuple[datetime, datetime]] | None = None
+        self._patient_visits: list[_PatientVisit] | None = None
         self._closed: dict[date, str] = {}
         self._closed_since: date | None = None
 
@@ -137,7 +171,7 @@ class ClinicCalendar:
             spans |= Q(starts_at__gte=day_bounds(first, self.zone)[0], starts_at__lt=day_bounds(last, self.zone)[1])
         rows = (
             Session.objects.filter(spans, clinic=self.clinic, status__in=Session.HOLDING)
-            .exclude(pk=self.ignore_session_id)
+            .exclude(pk__in=self.ignore_session_ids)
             .values_list("chair_id", "starts_at", "ends_at", "chair_free_at")
         )
         for chair_id, starts_at, ends_at, free_at in _fetch(rows):
@@ -168,17 +202,21 @@ class ClinicCalendar:
             self.load([day])
         return self._days[day]
 
-    def _patient(self) -> list[tuple[datetime, datetime]]:
-        # All of the patient's future holding sessions, in any clinic: few rows, one query.
-        if self._patient_spans is None:
-            self._patient_spans = list(
+    def _patient(self) -> list[_PatientVisit]:
+        # The patient's holding sessions in any clinic, from far enough back that the longest
+        # minimum gap still reaches today: few rows, one query.
+        if self._patient_visits is None:
+            rows = (
                 Session.objects.filter(
-                    patient_id=self.patient_id, status__in=Session.HOLDING, ends_at__gt=self.now - MAX_SESSION
+                    patient_id=self.patient_id,
+                    status__in=Session.HOLDING,
+                    ends_at__gt=self.now - MAX_SESSION - timedelta(days=MAX_GAP_DAYS),
                 )
-                .exclude(pk=self.ignore_session_id)
-                .values_list("starts_at", "ends_at")
+                .exclude(pk__in=self.ignore_session_ids)
+                .values_list("starts_at", "ends_at", "series_id", "series__protocol__min_gap_days")
             )
-        return self._patient_spans
+            self._patient_visits = [_PatientVisit(*row) for row in rows]
+        return self._patient_visits
 
     # Questions
 
@@ -232,7 +270,7 @@ class ClinicCalendar:
         self._day(local_date(slot.starts_at, self.zone)).add(
             slot.chair_id, slot.starts_at, slot.ends_at, slot.ends_at + self.buffer
         )
-        self._patient().append((slot.starts_at, slot.ends_at))
+        self._patient().append(_PatientVisit(slot.starts_at, slot.ends_at, self.series_id, self.min_gap_days))
 
     def _hours_conflict(self, slot: Slot) -> BookingConflict | None:
         if slot.starts_at <= self.now:
@@ -281,10 +319,23 @@ class ClinicCalendar:
         return not (at and day.chair_frees[chair_id][at - 1] > starts_at)
 
     def _patient_conflict(self, slot: Slot) -> BookingConflict | None:
-        for starts_at, ends_at in self._patient():
-            if starts_at < slot.ends_at and ends_at > slot.starts_at:
+        visits = self._patient()
+        for visit in visits:
+            if visit.starts_at < slot.ends_at and visit.ends_at > slot.starts_at:
                 return BookingConflict(
-                    "patient_overlap", f"The patient already has a session at {self._show(starts_at)}."
+                    "patient_overlap", f"The patient already has a session at {self._show(visit.starts_at)}."
+                )
+        day = local_date(slot.starts_at, self.zone)
+        for visit in visits:
+            if visit.series_id == self.series_id:
+                continue  # the series' own spacing is rule 5's
+            needed = max(self.min_gap_days, visit.min_gap_days)
+            apart = abs((local_date(visit.starts_at, self.zone) - day).days)
+            if apart < needed:
+                return BookingConflict(
+                    "patient_gap",
+                    f"The patient has a visit of another series on {self._show(visit.starts_at)}; "
+                    f"infusions need at least {needed} day{'s' if needed != 1 else ''} between them.",
                 )
         return None
 

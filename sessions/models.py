@@ -73,6 +73,17 @@ class Clinic(models.Model):
         help_text="Stagger cap: most sessions that may start in one slot. Empty: no cap.",
     )
     cancellation_notice_hours = models.PositiveSmallIntegerField(default=24, validators=[MaxValueValidator(720)])
+    self_service_notice_hours = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(720)],
+        help_text="The least notice for a time a patient picks by link or text. Empty: the larger of the "
+        "protocol's fasting hours and the cancellation notice.",
+    )
+    patients_may_reflow = models.BooleanField(
+        default=False,
+        help_text="Patients moving a visit on their link may re-space the later visits of the series with it.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -260,10 +271,19 @@ class Series(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Set only when staff booked this beside another active series of the same protocol (rule 10).
+    override_reason = models.CharField(max_length=300, blank=True, validators=[validate_single_line])
 
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "series"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "protocol"],
+                condition=Q(status="active", override_reason=""),
+                name="series_one_active_per_protocol",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.patient} – {self.protocol}"
@@ -307,13 +327,30 @@ class Session(models.Model):
     driver_confirmed = models.BooleanField(default=False)
     status_changed_at = models.DateTimeField(null=True, blank=True)
     cancellation_reason = models.CharField(max_length=300, blank=True)
+    # Attendance as it happened: when the patient sat down and got up (rule 15).
+    chair_in_at = models.DateTimeField(null=True, blank=True)
+    chair_out_at = models.DateTimeField(null=True, blank=True)
+    # A make-up session takes the number of the cancelled or missed one it makes good (rule 11).
+    makeup_for = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="made_up_by"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["starts_at"]
         constraints = [
-            models.UniqueConstraint(fields=["series", "number"], name="session_number_unique_in_series"),
+            # One holding session per number: a cancelled or missed one may be made up under its number.
+            models.UniqueConstraint(
+                fields=["series", "number"],
+                condition=Q(status__in=["booked", "confirmed", "arrived", "completed"]),
+                name="session_number_unique_in_series",
+            ),
+            models.CheckConstraint(
+                condition=Q(chair_out_at__isnull=True)
+                | Q(chair_in_at__isnull=False, chair_out_at__gt=F("chair_in_at")),
+                name="session_chair_out_after_in",
+            ),
             models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="session_ends_after_start"),
             models.CheckConstraint(condition=Q(chair_free_at__gte=F("ends_at")), name="session_chair_free_after_end"),
         ]

@@ -1,13 +1,16 @@
 """Reads of the booking domain."""
 
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from .calendar import ClinicCalendar, Slot, series_gap_conflict
 from .clock import dates_between, day_bounds, local_date
-from .models import Clinic, Session
+from .models import Clinic, Series, Session
 
 
 def session_neighbours(*, session: Session) -> tuple[datetime | None, datetime | None]:
@@ -22,9 +25,24 @@ def session_neighbours(*, session: Session) -> tuple[datetime | None, datetime |
     return previous, following
 
 
-def session_slots(*, session: Session, days: int = 14, now: datetime | None = None) -> list[Slot]:
+def self_service_earliest(*, session: Session, now: datetime) -> datetime:
+    """Rule 13: the soonest start a patient may pick alone, by link or text. The clinic's minimum
+    notice where set; else the larger of the protocol's fasting hours (a patient offered a time
+    sooner than that could not prepare for it) and the cancellation notice (a time the patient
+    could no longer cancel on their own)."""
+    clinic = session.clinic
+    hours = clinic.self_service_notice_hours
+    if hours is None:
+        hours = max(session.series.protocol.fasting_hours, clinic.cancellation_notice_hours)
+    return now + timedelta(hours=hours)
+
+
+def session_slots(
+    *, session: Session, days: int = 14, now: datetime | None = None, self_service: bool = False
+) -> list[Slot]:
     """Start times in the next `days` days where `session` may move, one chair each (its own
-    chair when free there). Each slot is one that `session_reschedule` accepts."""
+    chair when free there). Each slot is one that `session_reschedule` accepts; with
+    `self_service`, only those the patient may pick alone (rule 13)."""
     now = now or timezone.now()
     if not session.is_upcoming:
         return []
@@ -43,14 +61,21 @@ def session_slots(*, session: Session, days: int = 14, now: datetime | None = No
         last = min(last, local_date(following, zone) - timedelta(days=protocol.min_gap_days))
     if first > last:
         return []
-    calendar = ClinicCalendar(clinic, patient_id=session.patient_id, ignore_session_id=session.pk, now=now)
+    earliest = self_service_earliest(session=session, now=now) if self_service else now
+    first = max(first, local_date(earliest, zone))
+    if first > last:
+        return []
+    calendar = ClinicCalendar(
+        clinic, patient_id=session.patient_id, now=now, ignore_session_ids=[session.pk],
+        series_id=session.series_id, min_gap_days=protocol.min_gap_days,
+    )  # fmt: skip
     days_to_search = dates_between(first, last)
     calendar.load(days_to_search)
     length = session.ends_at - session.starts_at
     slots = []
     for day in days_to_search:
         for starts_at in calendar.start_times(day, length):
-            if starts_at == session.starts_at:
+            if starts_at == session.starts_at or starts_at < earliest:
                 continue
             found = calendar.first_free(starts_at, length, session.chair_id)
             if (
@@ -70,3 +95,60 @@ def sessions_for_day(*, clinic: Clinic, day: date) -> QuerySet[Session]:
         .select_related("patient", "chair", "series__protocol")
         .order_by("starts_at", "chair__name")
     )
+
+
+@dataclass(frozen=True)
+class SeriesGap:
+    """Where a series is off its protocol (rule 12): `number` is the session to rebook or re-flow from."""
+
+    series_id: int
+    number: int
+    text: str
+
+
+def series_gaps(*, series_ids: Collection[int]) -> dict[int, list[SeriesGap]]:
+    """Each given series that is off its protocol, with why: a session cancelled or missed and not
+    made good, or two consecutive sessions further apart or closer than the protocol's gap.
+    A cancelled series is not off protocol: staff ended it. One query for all of them."""
+    rows = (
+        Session.objects.filter(series_id__in=series_ids)
+        .exclude(series__status=Series.Status.CANCELLED)
+        .order_by("series_id", "number", "starts_at")
+        .values_list(
+            "series_id", "number", "status", "starts_at", "series__protocol__min_gap_days",
+            "series__protocol__max_gap_days", "clinic__time_zone",
+        )
+    )  # fmt: skip
+    by_series: dict[int, list[tuple]] = {}
+    for row in rows:
+        by_series.setdefault(row[0], []).append(row)
+    return {pk: found for pk, series_rows in by_series.items() if (found := _gaps_of(pk, series_rows))}
+
+
+def _gaps_of(series_id: int, rows: list[tuple]) -> list[SeriesGap]:
+    low, high, zone = rows[0][4], rows[0][5], ZoneInfo(rows[0][6])
+    held: dict[int, datetime] = {}
+    missed: dict[int, str] = {}
+    for _, number, status, starts_at, *_ in rows:
+        if status in Session.HOLDING:
+            held[number] = starts_at
+        else:
+            missed.setdefault(number, Session.Status(status).label.lower())
+    gaps = [
+        SeriesGap(series_id, number, f"session {number} {'missed' if how == 'no-show' else how}: rebook it")
+        for number, how in sorted(missed.items())
+        if number not in held
+    ]
+    numbers = sorted(held)
+    for before, after in zip(numbers, numbers[1:], strict=False):
+        if after != before + 1:
+            continue  # the missing session between them is the problem to show
+        days = (local_date(held[after], zone) - local_date(held[before], zone)).days
+        if not low <= days <= high:
+            gaps.append(
+                SeriesGap(
+                    series_id, after,
+                    f"{days} days between sessions {before} and {after}; the protocol allows {low}–{high}",
+                )  # fmt: skip
+            )
+    return sorted(gaps, key=lambda gap: gap.number)

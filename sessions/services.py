@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from . import signals
@@ -22,7 +22,7 @@ from .calendar import BOOKING_HORIZON, BookingConflict, ClinicCalendar, Slot, se
 from .clock import LocalTimeError, local_date, to_utc, wall_clock
 from .locking import lock_clinic_and_patient, lock_patients
 from .models import AuditEvent, Chair, Clinic, Patient, Protocol, Series, Session, SessionMove
-from .selectors import session_neighbours
+from .selectors import self_service_earliest, session_neighbours
 
 _CONSTRAINT_CONFLICTS = {
     "session_chair_no_overlap": ("chair_overlap", "That chair was taken by another booking at the same moment."),
@@ -30,7 +30,14 @@ _CONSTRAINT_CONFLICTS = {
         "patient_overlap",
         "The patient was booked elsewhere at that time at the same moment.",
     ),
+    "series_one_active_per_protocol": (
+        "series_duplicate",
+        "The patient already has an active series of this protocol: give a reason to book another.",
+    ),
+    "session_number_unique_in_series": ("makeup_taken", "That session of the series is already booked."),
 }
+# Channels through which a patient acts alone: the clinic's minimum notice binds them (rule 13).
+SELF_SERVICE = (Session.Channel.LINK, Session.Channel.SMS)
 
 
 @dataclass(frozen=True)
@@ -47,24 +54,49 @@ def series_plan(
     starts: Sequence[datetime] | None = None,
     first_start: datetime | None = None,
     chair: Chair | None = None,
+    override_reason: str = "",
     now: datetime | None = None,
 ) -> list[PlannedSession]:
     """Where each session of a series would go and the rule it would break; writes nothing.
 
     Either `starts` gives every start, or `first_start` anchors auto-placement: each next session
     takes the earliest day its gap allows, at the first session's time of day and chair if free,
-    else another chair, else the nearest other time that day (rule 7).
+    else another chair, else the nearest other time that day (rule 7). Another active series of
+    the same protocol refuses the first session unless staff give a reason (rule 10).
     """
     clinic = protocol.clinic
     _check_request(patient=patient, protocol=protocol, starts=starts, first_start=first_start, chair=chair)
-    calendar = ClinicCalendar(clinic, patient_id=patient.pk, now=now or timezone.now())
+    calendar = ClinicCalendar(
+        clinic, patient_id=patient.pk, now=now or timezone.now(), min_gap_days=protocol.min_gap_days
+    )
     length = timedelta(minutes=protocol.chair_minutes)
     if starts is not None:
         utc_starts = [_utc(value, clinic, field="starts", now=calendar.now) for value in starts]
-        return _plan_explicit(calendar, protocol, utc_starts, chair, length)
-    assert first_start is not None
-    return _plan_auto(
-        calendar, protocol, _utc(first_start, clinic, field="first_start", now=calendar.now), chair, length
+        plan = _plan_explicit(calendar, protocol, utc_starts, chair, length)
+    else:
+        assert first_start is not None
+        utc_first = _utc(first_start, clinic, field="first_start", now=calendar.now)
+        plan = _plan_auto(calendar, protocol, utc_first, chair, length)
+    duplicate = None if override_reason.strip() else series_duplicate_conflict(patient=patient, protocol=protocol)
+    if duplicate is not None and plan[0].conflict is None:
+        plan[0] = PlannedSession(1, plan[0].slot, duplicate.for_session(1))
+    return plan
+
+
+def series_duplicate_conflict(*, patient: Patient, protocol: Protocol) -> BookingConflict | None:
+    """Rule 10: the patient's other active series of this protocol, if any."""
+    other = (
+        Series.objects.filter(patient=patient, protocol=protocol, status=Series.Status.ACTIVE)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if other is None:
+        return None
+    return BookingConflict(
+        "series_duplicate",
+        f"The patient already has an active {protocol.name} series (booked {_clinic_day(other, protocol.clinic)}): "
+        "finish or cancel it, or give a reason to book another.",
     )
 
 
@@ -75,21 +107,32 @@ def series_book(
     starts: Sequence[datetime] | None = None,
     first_start: datetime | None = None,
     chair: Chair | None = None,
+    override_reason: str = "",
     actor=None,
     via: str = Session.Channel.STAFF,
     now: datetime | None = None,
 ) -> Series:
-    """Book the whole series or nothing (rule 6); the conflict names the first rule broken."""
+    """Book the whole series or nothing (rule 6); the conflict names the first rule broken.
+
+    `override_reason` lets staff book beside another active series of the same protocol; it is
+    kept on the series and in the audit trail."""
     now = now or timezone.now()
+    override_reason = override_reason.strip()
     with _translating_constraint_violations(), transaction.atomic():
         lock_clinic_and_patient(clinic_id=protocol.clinic_id, patient_id=patient.pk)
         plan = series_plan(
-            patient=patient, protocol=protocol, starts=starts, first_start=first_start, chair=chair, now=now
-        )
+            patient=patient, protocol=protocol, starts=starts, first_start=first_start, chair=chair,
+            override_reason=override_reason, now=now,
+        )  # fmt: skip
         for planned in plan:
             if planned.conflict is not None:
                 raise planned.conflict
-        series = Series.objects.create(patient=patient, protocol=protocol, clinic=protocol.clinic, created_by=actor)
+        if override_reason and series_duplicate_conflict(patient=patient, protocol=protocol) is None:
+            override_reason = ""  # nothing to override: the series is an ordinary one
+        series = Series.objects.create(
+            patient=patient, protocol=protocol, clinic=protocol.clinic, created_by=actor,
+            override_reason=override_reason,
+        )  # fmt: skip
         buffer = timedelta(minutes=protocol.clinic.turnover_buffer_minutes)
         sessions = Session.objects.bulk_create(
             Session(
@@ -107,6 +150,8 @@ def series_book(
         )
         first = _clinic_time(sessions[0].starts_at, protocol.clinic)
         detail = f"{protocol.name}: {len(sessions)} session(s) from {first}"
+        if override_reason:
+            detail += f"; beside another active series: {override_reason}"
         audit_record(patient=patient.pk, series=series, action="booked", via=via, actor=actor, at=now, detail=detail)
         signals.sessions_booked.send(sender=Session, sessions=sessions, now=now)
     return series
@@ -138,7 +183,8 @@ def session_reschedule(
         _require_upcoming(session, "moved")
         if new_start == session.starts_at and (chair is None or chair.pk == session.chair_id):
             return session
-        calendar = ClinicCalendar(clinic, patient_id=session.patient_id, ignore_session_id=session.pk, now=now)
+        _require_notice(session, new_start, via=via, now=now)
+        calendar = _series_calendar(session, ignore=[session.pk], now=now)
         length = session.ends_at - session.starts_at
         if chair is not None:
             slot: Slot | BookingConflict = Slot(chair.pk, new_start, new_start + length)
@@ -208,12 +254,21 @@ _ATTENDANCE: dict[str, tuple[tuple[str, ...], bool]] = {
     Session.Status.COMPLETED: ((Session.Status.ARRIVED,), True),
     Session.Status.NO_SHOW: (Session.UPCOMING, True),
 }
+# A patient may sit down a little before their time, never half a day before it.
+EARLY_ARRIVAL = timedelta(hours=2)
 
 
 def session_mark(
-    *, session: Session, status: str, via: str = Session.Channel.STAFF, actor=None, now: datetime | None = None
+    *,
+    session: Session,
+    status: str,
+    at: datetime | None = None,
+    via: str = Session.Channel.STAFF,
+    actor=None,
+    now: datetime | None = None,
 ) -> Session:
-    """Nurse's marks on the day: arrived, completed, no-show."""
+    """Nurse's marks on the day (rule 15): arrived records chair-in, completed records chair-out,
+    each at `at` (the actual time, when entered later) or now; no-show once the start has passed."""
     if status not in _ATTENDANCE:
         raise ValidationError({"status": f"Choose one of: {', '.join(_ATTENDANCE)}."})
     allowed_from, needs_start = _ATTENDANCE[status]
@@ -229,9 +284,107 @@ def session_mark(
             )
         if needs_start and now < session.starts_at:
             raise BookingConflict("invalid_status", "The session has not started yet.", session_number=session.number)
-        _set_status(session, status, now, via=via, actor=actor)
+        moment = at or now
+        extra = _attendance_times(session, status, moment, now)
+        _set_status(session, status, now, via=via, actor=actor, detail=_times_detail(session), extra=extra)
         _series_refresh_status(session.series_id)
     return session
+
+
+def _attendance_times(session: Session, status: str, moment: datetime, now: datetime) -> list[str]:
+    """Record chair-in or chair-out at `moment`, refused where it cannot be true."""
+    if moment > now:
+        raise BookingConflict("attendance_times", "That time is still to come.", session_number=session.number)
+    if status == Session.Status.ARRIVED:
+        if moment < session.starts_at - EARLY_ARRIVAL:
+            raise BookingConflict(
+                "attendance_times",
+                f"Chair-in at {_clinic_time(moment, session.clinic)} is long before the session's start.",
+                session_number=session.number,
+            )
+        session.chair_in_at = moment
+        return ["chair_in_at"]
+    if status == Session.Status.COMPLETED:
+        chair_in = session.chair_in_at or session.status_changed_at or session.starts_at
+        if moment < session.starts_at or moment <= chair_in:
+            raise BookingConflict(
+                "attendance_times",
+                "Completed needs a chair-out after the start and after chair-in "
+                f"({_clinic_time(max(session.starts_at, chair_in), session.clinic)}).",
+                session_number=session.number,
+            )
+        session.chair_in_at, session.chair_out_at = chair_in, moment
+        return ["chair_in_at", "chair_out_at"]
+    return []
+
+
+def _times_detail(session: Session) -> str:
+    zone = session.clinic.zone
+    if session.chair_out_at is not None and session.chair_in_at is not None:
+        return f"chair {session.chair_in_at.astimezone(zone):%H:%M}–{session.chair_out_at.astimezone(zone):%H:%M}"
+    if session.chair_in_at is not None:
+        return f"chair-in {session.chair_in_at.astimezone(zone):%H:%M}"
+    return ""
+
+
+def session_undo(
+    *, session: Session, via: str = Session.Channel.STAFF, actor=None, now: datetime | None = None
+) -> Session:
+    """Take back the last mark or the cancel (rule 15): arrived → booked or confirmed, completed →
+    arrived, no-show → booked or confirmed, cancelled → booked again, where its time is still free
+    and still to come. What the session held before is checked anew, as a booking would be."""
+    now = now or timezone.now()
+    with _translating_constraint_violations(), transaction.atomic():
+        lock_clinic_and_patient(clinic_id=session.clinic_id, patient_id=session.patient_id)
+        Series.objects.select_for_update(no_key=True).filter(pk=session.series_id).values_list("pk").get()
+        session = Session.objects.select_for_update(no_key=True).select_related("series__protocol").get(pk=session.pk)
+        before = session.status
+        waiting = Session.Status.CONFIRMED if session.confirmed_at else Session.Status.BOOKED
+        if before == Session.Status.COMPLETED:
+            session.chair_out_at = None
+            back, extra = Session.Status.ARRIVED, ["chair_out_at"]
+        elif before == Session.Status.ARRIVED:
+            session.chair_in_at = None
+            back, extra = waiting, ["chair_in_at"]
+        elif before == Session.Status.NO_SHOW:
+            _require_free_again(session, now, to_come=False)
+            back, extra = waiting, []
+        elif before == Session.Status.CANCELLED:
+            _require_free_again(session, now, to_come=True)
+            # A new version: the cancelled one's withdrawn reminders stay withdrawn, new ones are planned.
+            session.version += 1
+            session.cancellation_reason = ""
+            back, extra = Session.Status.BOOKED, ["version", "cancellation_reason"]
+            session.confirmed_at, session.confirmed_via = None, ""
+            extra += ["confirmed_at", "confirmed_via"]
+        else:
+            raise BookingConflict(
+                "invalid_status", f"A {session.get_status_display().lower()} session has nothing to undo.",
+                session_number=session.number,
+            )  # fmt: skip
+        _set_status(session, back, now, via=via, actor=actor, detail=f"undo {before}", extra=extra, action="undo")
+        _series_refresh_status(session.series_id)
+    return session
+
+
+def _require_free_again(session: Session, now: datetime, *, to_come: bool) -> None:
+    """A cancelled or missed session gave its chair and time back: taking them again is a booking."""
+    number_taken = (
+        Session.objects.filter(series_id=session.series_id, number=session.number, status__in=Session.HOLDING)
+        .exclude(pk=session.pk)
+        .exists()
+    )
+    if number_taken:
+        raise BookingConflict(
+            "makeup_taken", f"Session {session.number} was made good by another booking.",
+            session_number=session.number,
+        )  # fmt: skip
+    if not to_come:
+        return
+    calendar = _series_calendar(session, ignore=[session.pk], now=now)
+    refused = calendar.conflict(Slot(session.chair_id, session.starts_at, session.ends_at))
+    if refused is not None:
+        raise refused.for_session(session.number)
 
 
 def series_cancel(
@@ -262,13 +415,181 @@ def series_cancel(
     return series
 
 
+@dataclass(frozen=True)
+class ReflowStep:
+    """One session of a re-flow: where it is (None for a make-up still to book) and where it goes."""
+
+    number: int
+    session_id: int | None
+    from_starts_at: datetime | None
+    slot: Slot | None
+    conflict: BookingConflict | None
+
+    @property
+    def changes(self) -> bool:
+        return self.slot is not None and (self.session_id is None or self.slot.starts_at != self.from_starts_at)
+
+
+def series_reflow_plan(
+    *, session: Session, starts_at: datetime, chair: Chair | None = None, via: str = Session.Channel.STAFF,
+    now: datetime | None = None,
+) -> list[ReflowStep]:  # fmt: skip
+    """Re-flow (rule 11): put `session` at `starts_at` (a make-up under its number when it was
+    cancelled or missed) and re-space the later sessions of its series so that every gap stays
+    inside the protocol. A later session that still keeps its gap from the one before stays where
+    it is, so that no patient hears of a change that changes nothing; one that does not takes
+    the earliest day its gap allows, at its own time of day and chair where free (rule 7).
+    Writes nothing; the steps stop at the first session that cannot be placed."""
+    now = now or timezone.now()
+    clinic = session.clinic
+    new_start = _utc(starts_at, clinic, field="starts_at", now=now)
+    if chair is not None and chair.clinic_id != clinic.pk:
+        raise ValidationError({"chair": "That chair belongs to another clinic."})
+    protocol = session.series.protocol
+    makeup = session.status not in Session.UPCOMING
+    _require_reflowable(session, makeup=makeup)
+    _require_notice(session, new_start, via=via, now=now)
+    later = list(
+        Session.objects.filter(series_id=session.series_id, number__gt=session.number, status__in=Session.UPCOMING)
+        .order_by("number")
+        .only("pk", "number", "chair_id", "starts_at", "ends_at")
+    )
+    calendar = _series_calendar(session, ignore=[s.pk for s in later] + ([] if makeup else [session.pk]), now=now)
+    length = timedelta(minutes=protocol.chair_minutes) if makeup else session.ends_at - session.starts_at
+    slot, refused = _slot_at(calendar, new_start, length, chair, session.chair_id)
+    previous = _previous_held(session)
+    refused = refused or _gap_after(protocol, calendar, previous, new_start, now)
+    steps = [ReflowStep(session.number, None if makeup else session.pk, None if makeup else session.starts_at, slot,
+                        refused.for_session(session.number) if refused else None)]  # fmt: skip
+    if refused is not None or slot is None:
+        return steps
+    calendar.add(slot)
+    for following in later:
+        step = _reflow_next(calendar, protocol, steps[-1].slot, following)
+        steps.append(step)
+        if step.conflict is not None:
+            break
+        assert step.slot is not None
+        calendar.add(step.slot)
+    return steps
+
+
+def series_reflow(
+    *, session: Session, starts_at: datetime, chair: Chair | None = None, reason: str = "",
+    via: str = Session.Channel.STAFF, actor=None, now: datetime | None = None,
+) -> list[Session]:  # fmt: skip
+    """Commit a re-flow, all or nothing: the sessions it moved or booked, in number order.
+
+    The patient hears of it once (signals.series_reflowed), not once per session moved."""
+    now = now or timezone.now()
+    with _translating_constraint_violations(), transaction.atomic():
+        lock_clinic_and_patient(clinic_id=session.clinic_id, patient_id=session.patient_id)
+        series = Series.objects.select_for_update(no_key=True).select_related("protocol").get(pk=session.series_id)
+        session = Session.objects.select_for_update(no_key=True).select_related("series__protocol").get(pk=session.pk)
+        steps = series_reflow_plan(session=session, starts_at=starts_at, chair=chair, via=via, now=now)
+        for step in steps:
+            if step.conflict is not None:
+                raise step.conflict
+        # Sessions trade places inside this transaction: the overlap constraints wait for its end.
+        _defer_overlap_checks()
+        changed = [_reflow_apply(step, session, series, reason=reason, via=via, actor=actor, now=now) for step in steps
+                   if step.changes]  # fmt: skip
+        _series_refresh_status(series.pk)
+        signals.series_reflowed.send(sender=Series, series=series, sessions=changed, now=now)
+    return changed
+
+
+def _require_reflowable(session: Session, *, makeup: bool) -> None:
+    if not makeup:
+        return
+    if session.status not in (Session.Status.CANCELLED, Session.Status.NO_SHOW):
+        raise BookingConflict(
+            "reflow_not_needed",
+            f"Session {session.number} is {session.get_status_display().lower()}: re-flow from an upcoming one.",
+            session_number=session.number,
+        )
+    taken = Session.objects.filter(series_id=session.series_id, number=session.number, status__in=Session.HOLDING)
+    if taken.exists():
+        raise BookingConflict(
+            "makeup_taken", f"Session {session.number} is already made good.", session_number=session.number
+        )
+
+
+def _previous_held(session: Session) -> datetime | None:
+    return (
+        Session.objects.filter(series_id=session.series_id, number__lt=session.number, status__in=Session.HOLDING)
+        .order_by("-number")
+        .values_list("starts_at", flat=True)
+        .first()
+    )
+
+
+def _gap_after(
+    protocol: Protocol, calendar: ClinicCalendar, previous: datetime | None, starts_at: datetime, now: datetime
+) -> BookingConflict | None:
+    """Rule 5 against the last session held before. Where the longest gap has already run out
+    by today (a long absence), no time can keep it: only the shortest gap still binds."""
+    if previous is None:
+        return None
+    last_day = local_date(previous, calendar.zone) + timedelta(days=protocol.max_gap_days)
+    if last_day < local_date(now, calendar.zone):
+        if (local_date(starts_at, calendar.zone) - local_date(previous, calendar.zone)).days < protocol.min_gap_days:
+            return series_gap_conflict(protocol, calendar.zone, previous=previous, starts_at=starts_at, following=None)
+        return None
+    return series_gap_conflict(protocol, calendar.zone, previous=previous, starts_at=starts_at, following=None)
+
+
+def _reflow_next(calendar: ClinicCalendar, protocol: Protocol, anchor: Slot | None, following: Session) -> ReflowStep:
+    assert anchor is not None
+    here = Slot(following.chair_id, following.starts_at, following.ends_at)
+    gap = series_gap_conflict(
+        protocol, calendar.zone, previous=anchor.starts_at, starts_at=here.starts_at, following=None
+    )
+    stays = gap is None and calendar.conflict(here) is None
+    if stays:
+        return ReflowStep(following.number, following.pk, following.starts_at, here, None)
+    time_of_day = following.starts_at.astimezone(calendar.zone).time()
+    length = following.ends_at - following.starts_at
+    placed = _place_next(calendar, protocol, anchor, time_of_day, following.chair_id, length, following.number)
+    if isinstance(placed, BookingConflict):
+        return ReflowStep(following.number, following.pk, following.starts_at, None, placed)
+    return ReflowStep(following.number, following.pk, following.starts_at, placed, None)
+
+
+def _reflow_apply(
+    step: ReflowStep, target: Session, series: Series, *, reason: str, via: str, actor, now: datetime
+) -> Session:
+    assert step.slot is not None
+    clinic = series.clinic
+    if step.session_id is None:
+        made = Session.objects.create(
+            series=series, patient_id=series.patient_id, clinic=clinic, chair_id=step.slot.chair_id,
+            number=step.number, starts_at=step.slot.starts_at, ends_at=step.slot.ends_at,
+            chair_free_at=step.slot.ends_at + timedelta(minutes=clinic.turnover_buffer_minutes), makeup_for=target,
+        )  # fmt: skip
+        audit_record(
+            patient=series.patient_id, session=made, action="made up", via=via, actor=actor, at=now,
+            detail=f"session {step.number} at {_clinic_time(made.starts_at, clinic)} for the "
+            f"{target.get_status_display().lower()} one" + (f": {reason}" if reason else ""),
+        )  # fmt: skip
+        return made
+    moving = target if step.session_id == target.pk else Session.objects.get(pk=step.session_id)
+    return _move(moving, step.slot, clinic, reason=reason or "re-flow", via=via, actor=actor, now=now, quiet=True)
+
+
+def _defer_overlap_checks() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS session_chair_no_overlap, session_patient_no_overlap DEFERRED")
+
+
 def _plan_explicit(
     calendar: ClinicCalendar, protocol: Protocol, starts: list[datetime], chair: Chair | None, length: timedelta
 ) -> list[PlannedSession]:
     plan: list[PlannedSession] = []
     previous: Slot | None = None
     for number, starts_at in enumerate(starts, start=1):
-        slot, conflict = _slot_at(calendar, starts_at, length, chair, previous)
+        slot, conflict = _slot_at(calendar, starts_at, length, chair, previous.chair_id if previous else None)
         if conflict is None and previous is not None:
             conflict = series_gap_conflict(
                 protocol, calendar.zone, previous=previous.starts_at, starts_at=starts_at, following=None
@@ -303,14 +624,14 @@ def _plan_auto(
 
 
 def _slot_at(
-    calendar: ClinicCalendar, starts_at: datetime, length: timedelta, chair: Chair | None, previous: Slot | None
+    calendar: ClinicCalendar, starts_at: datetime, length: timedelta, chair: Chair | None, preferred_chair: int | None
 ) -> tuple[Slot | None, BookingConflict | None]:
-    """The slot at `starts_at`: on the requested chair only, or on the previous session's chair or
-    any free one when the scheduler left the chair open."""
+    """The slot at `starts_at`: on the requested chair only, or on the preferred chair (the
+    previous session's) or any free one when the scheduler left the chair open."""
     if chair is not None:
         slot = Slot(chair.pk, starts_at, starts_at + length)
         return slot, calendar.conflict(slot)
-    found = calendar.first_free(starts_at, length, previous.chair_id if previous else None)
+    found = calendar.first_free(starts_at, length, preferred_chair)
     if isinstance(found, BookingConflict):
         return None, found
     return found, None
@@ -403,7 +724,10 @@ def _require_upcoming(session: Session, verb: str) -> None:
         )
 
 
-def _move(session: Session, slot: Slot, clinic: Clinic, *, reason: str, via: str, actor, now: datetime) -> Session:
+def _move(
+    session: Session, slot: Slot, clinic: Clinic, *, reason: str, via: str, actor, now: datetime, quiet: bool = False
+) -> Session:
+    """`quiet`: part of a re-flow, whose one notice (series_reflowed) tells the patient of every move."""
     SessionMove.objects.create(
         session=session,
         from_starts_at=session.starts_at,
@@ -430,7 +754,9 @@ def _move(session: Session, slot: Slot, clinic: Clinic, *, reason: str, via: str
         detail=f"from {_clinic_time(previous_start, clinic)} to {_clinic_time(slot.starts_at, clinic)}"
         + (f": {reason}" if reason else ""),
     )  # fmt: skip
-    signals.session_moved.send(sender=Session, session=session, previous_starts_at=previous_start, now=now)
+    signals.session_moved.send(
+        sender=Session, session=session, previous_starts_at=previous_start, now=now, in_reflow=quiet
+    )
     return session
 
 
@@ -444,14 +770,16 @@ def _set_status(
     detail: str = "",
     extra: Sequence[str] = (),
     with_series: bool = False,
+    action: str = "",
 ) -> None:
     previous = session.status
     session.status = status
     session.status_changed_at = now
     session.save(update_fields=["status", "status_changed_at", "updated_at", *extra])
     audit_record(
-        patient=session.patient_id, session=session, action=status, via=via, actor=actor, at=now, detail=detail
-    )
+        patient=session.patient_id, session=session, action=action or status, via=via, actor=actor, at=now,
+        detail=detail,
+    )  # fmt: skip
     signals.session_status_changed.send(
         sender=Session, session=session, previous_status=previous, now=now, with_series=with_series
     )
@@ -489,12 +817,42 @@ def _clinic_time(moment: datetime, clinic: Clinic) -> str:
     return f"{moment.astimezone(clinic.zone):%a %d %b %Y %H:%M}"
 
 
+def _clinic_day(moment: datetime, clinic: Clinic) -> str:
+    return f"{moment.astimezone(clinic.zone):%a %d %b %Y}"
+
+
+def _series_calendar(session: Session, *, ignore: Sequence[int], now: datetime) -> ClinicCalendar:
+    """The clinic's calendar as the session's series sees it, without the sessions in `ignore`."""
+    return ClinicCalendar(
+        session.clinic, patient_id=session.patient_id, now=now, ignore_session_ids=ignore,
+        series_id=session.series_id, min_gap_days=session.series.protocol.min_gap_days,
+    )  # fmt: skip
+
+
+def _require_notice(session: Session, starts_at: datetime, *, via: str, now: datetime) -> None:
+    """Rule 13: a patient acting alone picks no time sooner than the clinic's minimum notice."""
+    if via not in SELF_SERVICE:
+        return
+    earliest = self_service_earliest(session=session, now=now)
+    if starts_at < earliest:
+        raise BookingConflict(
+            "short_notice",
+            f"Times before {_clinic_time(earliest, session.clinic)} are too soon to pick without the clinic.",
+            session_number=session.number,
+        )
+
+
 def _series_refresh_status(series_id: int) -> None:
+    """Active while a session is still to happen or under way; else completed, or cancelled when
+    none took place. An undo or a make-up may bring a finished series back."""
     statuses = set(Session.objects.filter(series_id=series_id).values_list("status", flat=True))
     if statuses & {Session.Status.BOOKED, Session.Status.CONFIRMED, Session.Status.ARRIVED}:
-        return
-    done = Series.Status.CANCELLED if statuses == {Session.Status.CANCELLED} else Series.Status.COMPLETED
-    Series.objects.filter(pk=series_id, status=Series.Status.ACTIVE).update(status=done)
+        status = Series.Status.ACTIVE
+    elif statuses == {Session.Status.CANCELLED}:
+        status = Series.Status.CANCELLED
+    else:
+        status = Series.Status.COMPLETED
+    Series.objects.filter(pk=series_id).exclude(status=status).update(status=status)
 
 
 @contextmanager

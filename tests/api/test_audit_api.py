@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from notifications.models import ReminderRule
-from sessions.models import AuditEvent, OpeningHours
+from sessions.models import AuditEvent, OpeningHours, Session
 from sessions.services import series_book
 
 pytestmark = pytest.mark.django_db
@@ -33,10 +33,17 @@ def test_it_records_who_cancelled_a_session(scheduler_api, session):
 
 
 def test_it_records_attendance_marked_through_the_api_as_api(nurse_api, session):
+    # The patient sits down half an hour before their time.
+    starts = timezone.now() + timedelta(minutes=30)
+    length = session.ends_at - session.starts_at
+    Session.objects.filter(pk=session.pk).update(
+        starts_at=starts, ends_at=starts + length, chair_free_at=starts + length
+    )
     answer = nurse_api.post(f"/api/sessions/{session.pk}/mark", {"status": "arrived"}, format="json")
 
     assert answer.status_code == 200, answer.json()
-    assert trail(session=session) == [("arrived", "api", "nurse", "")]
+    chair_in = Session.objects.get(pk=session.pk).chair_in_at.astimezone(session.clinic.zone)
+    assert trail(session=session) == [("arrived", "api", "nurse", f"chair-in {chair_in:%H:%M}")]
 
 
 def test_it_records_a_patient_edit_with_the_fields_changed_never_their_values(admin_api, patient):

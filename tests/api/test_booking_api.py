@@ -1,6 +1,7 @@
 from datetime import date, datetime, timedelta
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from sessions.models import Series, Session
@@ -109,6 +110,10 @@ def test_a_nurse_marks_attendance_but_cannot_cancel(nurse_api, scheduler_api, cl
     session = book(scheduler_api, clinic, patient, first_start=next_weekday_at(10)).json()["sessions"][0]
 
     assert nurse_api.post(f"/api/sessions/{session['id']}/cancel", {"reason": "x"}, format="json").status_code == 403
+    starts = timezone.now() + timedelta(minutes=20)  # the day comes; the patient sits down
+    Session.objects.filter(pk=session["id"]).update(
+        starts_at=starts, ends_at=starts + timedelta(hours=1), chair_free_at=starts + timedelta(hours=1)
+    )
     arrived = nurse_api.post(f"/api/sessions/{session['id']}/mark", {"status": "arrived"}, format="json")
     assert (arrived.status_code, arrived.json()["status"]) == (200, "arrived")
 

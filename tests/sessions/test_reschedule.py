@@ -133,7 +133,7 @@ def test_attendance_moves_forward_only(now, booked):
     during = first.starts_at + timedelta(minutes=30)
 
     session_mark(session=first, status=Session.Status.ARRIVED, now=during)
-    session_mark(session=first, status=Session.Status.COMPLETED, now=during)
+    session_mark(session=first, status=Session.Status.COMPLETED, now=during + timedelta(hours=1))
 
     with pytest.raises(BookingConflict):
         session_mark(session=first, status=Session.Status.ARRIVED, now=during)

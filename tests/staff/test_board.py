@@ -110,14 +110,16 @@ def test_the_board_runs_the_same_few_queries_for_20_or_80_sessions(scheduler, dj
     assert counts[0] == counts[1]
 
 
-def test_a_nurse_marks_arrival_from_the_board(nurse, clinic, booster, later):
-    session = session_make(clinic, booster, chair=clinic.chairs.first(), starts_at=at(clinic, later, 9))
+def test_a_nurse_marks_arrival_from_the_board(nurse, clinic, booster):
+    starts = timezone.now() + timedelta(minutes=20)
+    session = session_make(clinic, booster, chair=clinic.chairs.first(), starts_at=starts)
 
     response = nurse.post(reverse("staff:session-mark", args=[session.pk]), {"status": "arrived"}, follow=True)
 
     session.refresh_from_db()
     assert session.status == Session.Status.ARRIVED
-    assert response.redirect_chain[-1][0] == board_url(clinic, later)
+    assert session.chair_in_at is not None
+    assert response.redirect_chain[-1][0] == board_url(clinic, local_date(starts, clinic.zone))
     assert "marked arrived" in messages_of(response)[0]
 
 
