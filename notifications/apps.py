@@ -10,7 +10,7 @@ class NotificationsConfig(AppConfig):
 
         from sessions.audit import track
 
-        from . import receivers  # noqa: F401  (connects the booking signals)
+        from . import receivers, staff_tasks  # noqa: F401  (connect the booking signals)
         from .roles import notification_roles_sync
 
         post_migrate.connect(notification_roles_sync, sender=self)

@@ -19,7 +19,7 @@ from sessions.locking import lock_patients
 from sessions.models import Patient, Session
 from sessions.services import audit_record, session_confirm
 
-from . import links
+from . import links, staff_tasks
 from .models import Channel, InboundSms, InboxText, Message, StaffFlag
 from .rendering import patient_url
 from .wording import local_date_text, local_time_text
@@ -195,6 +195,7 @@ def _confirm(text: _Text, now: datetime) -> None:
 
 
 def _reschedule(text: _Text, now: datetime) -> None:
+    # Times are never offered or taken by text: the link does it, and holds the minimum notice (rule 13).
     _answer_with_links(text, now, "reschedule", outcome="sent the reschedule link")
 
 
@@ -236,6 +237,8 @@ def _opt_out(text: _Text, now: datetime) -> None:
                 kind=StaffFlag.Kind.CANCEL_WORD,
                 detail="Replied CANCEL: texts are stopped, the visit is still booked. Did they mean the visit?",
             )
+        else:  # the CANCEL flag above already tells staff that texts are stopped
+            staff_tasks.opted_out_task_raise(patient=patient, now=now)
     inbound.outcome = "opted out" + (" (said CANCEL: staff flagged)" if said_cancel else "")
     text.note(inbound.outcome, needs_staff=said_cancel)
     inbound.reply = _say(text.patients[0], "opted_out")

@@ -1,17 +1,26 @@
-"""What a patient may do through their link: see their session, confirm it, move it, cancel it.
+"""What a patient may do through their link: see their session and the series' other visits,
+confirm it, move it (re-spacing the later visits where the clinic allows), cancel it.
 
 The token alone decides the session. Every write goes through the booking services with
 via=LINK, and they record the audit trail. Each action is safe to repeat: a second confirm,
-the same move again or a second cancel changes nothing and records nothing.
+the same move or re-flow again or a second cancel changes nothing and records nothing. No time
+sooner than the clinic's minimum notice is offered or taken (rule 13).
 """
 
 from datetime import date, datetime, timedelta
 
-from sessions.calendar import BookingConflict, Slot
-from sessions.clock import local_date
+from sessions.calendar import BookingConflict, ClinicCalendar, Slot
+from sessions.clock import dates_between, local_date
 from sessions.models import Chair, Session
-from sessions.selectors import session_slots
-from sessions.services import session_cancel, session_confirm, session_reschedule
+from sessions.selectors import self_service_earliest, session_neighbours, session_slots
+from sessions.services import (
+    ReflowStep,
+    series_reflow,
+    series_reflow_plan,
+    session_cancel,
+    session_confirm,
+    session_reschedule,
+)
 
 from .links import link_session
 
@@ -19,6 +28,7 @@ SLOT_DAYS = 14
 # A phone screen holds about this many choices a day before the list stops being a choice.
 SLOTS_PER_DAY = 8
 MOVE_REASON = "Moved by the patient on the link"
+REFLOW_REASON = "Moved by the patient on the link, later visits re-spaced"
 CANCEL_REASON = "Cancelled by the patient on the link"
 
 # Conflicts that mean the time itself is gone (someone took it meanwhile), as opposed to the
@@ -53,8 +63,32 @@ def link_may_cancel(*, session: Session, now: datetime) -> bool:
 
 
 def link_slots_by_day(*, session: Session, now: datetime) -> list[tuple[date, list[Slot]]]:
-    """The slots the session may move to, by day in the clinic's calendar, each day capped to the
-    ones nearest the session's present time of day: patients mostly keep their usual hour."""
+    """The slots the session may move to alone, by day in the clinic's calendar."""
+    return _by_day(session, session_slots(session=session, days=SLOT_DAYS, now=now, self_service=True))
+
+
+def link_reflow_slots_by_day(*, session: Session, now: datetime) -> list[tuple[date, list[Slot]]]:
+    """Where the clinic lets patients re-flow (rule 11): the further times that keep the gap from
+    the visit before but not from the one after, which a re-flow makes good by re-spacing the
+    later visits. The re-flow's own plan checks each later visit when the patient picks one."""
+    if not session.clinic.patients_may_reflow or not link_may_act(session=session, now=now):
+        return []
+    return _by_day(session, _reflow_slots(session, now))
+
+
+def link_series_visits(*, session: Session, now: datetime) -> list[Session]:
+    """The series' other visits still to come, so a patient sees every time a re-flow changed."""
+    return list(
+        Session.objects.filter(series_id=session.series_id, status__in=Session.UPCOMING, starts_at__gt=now)
+        .exclude(pk=session.pk)
+        .order_by("starts_at")
+        .only("number", "starts_at")
+    )
+
+
+def _by_day(session: Session, slots: list[Slot]) -> list[tuple[date, list[Slot]]]:
+    """Slots by day in the clinic's calendar, each day capped to the ones nearest the session's
+    present time of day: patients mostly keep their usual hour."""
     zone = session.clinic.zone
     usual = session.starts_at.astimezone(zone)
 
@@ -67,9 +101,47 @@ def link_slots_by_day(*, session: Session, now: datetime) -> list[tuple[date, li
         return sorted(kept, key=lambda s: s.starts_at)
 
     days: dict[date, list[Slot]] = {}
-    for slot in session_slots(session=session, days=SLOT_DAYS, now=now):
+    for slot in slots:
         days.setdefault(local_date(slot.starts_at, zone), []).append(slot)
     return [(day, nearest(slots)) for day, slots in days.items()]
+
+
+def _reflow_slots(session: Session, now: datetime) -> list[Slot]:
+    """Free times on the days past the next visit's reach, as the re-flow's calendar sees them:
+    without this session and the later ones it would move."""
+    previous, following = session_neighbours(session=session)
+    if following is None:
+        return []  # nothing after it to re-space: the ordinary list holds every time
+    protocol, zone = session.series.protocol, session.clinic.zone
+    earliest = self_service_earliest(session=session, now=now)
+    first, last = local_date(earliest, zone), local_date(now, zone) + timedelta(days=SLOT_DAYS - 1)
+    if previous is not None:
+        first = max(first, local_date(previous, zone) + timedelta(days=protocol.min_gap_days))
+        last = min(last, local_date(previous, zone) + timedelta(days=protocol.max_gap_days))
+    next_day = local_date(following, zone)
+    days = [
+        day
+        for day in dates_between(first, last)
+        if not protocol.min_gap_days <= (next_day - day).days <= protocol.max_gap_days
+    ]
+    if not days:
+        return []
+    later = Session.objects.filter(
+        series_id=session.series_id, number__gt=session.number, status__in=Session.UPCOMING
+    ).values_list("pk", flat=True)
+    calendar = ClinicCalendar(
+        session.clinic, patient_id=session.patient_id, now=now, ignore_session_ids=[session.pk, *later],
+        series_id=session.series_id, min_gap_days=protocol.min_gap_days,
+    )  # fmt: skip
+    calendar.load(days)
+    length = session.ends_at - session.starts_at
+    slots = []
+    for day in days:
+        for starts_at in calendar.start_times(day, length):
+            found = calendar.first_free(starts_at, length, session.chair_id) if starts_at >= earliest else None
+            if isinstance(found, Slot):
+                slots.append(found)
+    return slots
 
 
 def link_confirm(*, session: Session, driver: bool, now: datetime) -> bool:
@@ -86,15 +158,13 @@ def link_confirm(*, session: Session, driver: bool, now: datetime) -> bool:
 def link_move(*, session: Session, starts_at: str, now: datetime) -> Session:
     """Move to one of the slots offered now. The chair is the offered slot's: patients pick a
     time, and a form field must not be able to choose a chair the list did not offer."""
-    try:
-        wanted = datetime.fromisoformat(starts_at)
-    except ValueError:
-        raise LinkRefused("move_pick") from None
-    if wanted.tzinfo is None:
-        raise LinkRefused("move_pick")
+    wanted = _wanted(starts_at)
     if wanted == session.starts_at and session.is_upcoming:
         return session  # the same move posted again
-    offered = {slot.starts_at: slot for slot in session_slots(session=session, days=SLOT_DAYS, now=now)}
+    _require_notice(session, wanted, now)
+    offered = {
+        slot.starts_at: slot for slot in session_slots(session=session, days=SLOT_DAYS, now=now, self_service=True)
+    }
     if wanted not in offered:
         raise LinkRefused("move_taken" if link_may_act(session=session, now=now) else "not_possible")
     slot = offered[wanted]
@@ -108,7 +178,77 @@ def link_move(*, session: Session, starts_at: str, now: datetime) -> Session:
             now=now,
         )
     except BookingConflict as exc:
-        raise LinkRefused("move_taken" if exc.code in _TAKEN else "not_possible") from exc
+        raise LinkRefused(_refusal(exc)) from exc
+
+
+def link_reflow_preview(*, session: Session, starts_at: str, now: datetime) -> list[ReflowStep]:
+    """Where the session and each later visit would go if the patient moved it to `starts_at`
+    and re-spaced the rest; writes nothing (a GET shows it)."""
+    slot = _reflow_slot(session, starts_at, now)
+    chair = Chair.objects.get(pk=slot.chair_id)  # the commit's chair, so the preview is what it will do
+    steps = series_reflow_plan(
+        session=session, starts_at=slot.starts_at, chair=chair, via=Session.Channel.LINK, now=now
+    )
+    if any(step.conflict is not None or step.slot is None for step in steps):
+        raise LinkRefused("reflow_failed")
+    return steps
+
+
+def link_reflow(*, session: Session, starts_at: str, now: datetime) -> Session:
+    """Move the session to one of the re-flow times offered now and re-space the later visits,
+    all or nothing (rule 11); the session as it now is."""
+    wanted = _wanted(starts_at)
+    if wanted == session.starts_at and session.is_upcoming:
+        return session  # the same re-flow posted again
+    slot = _reflow_slot(session, starts_at, now)
+    try:
+        changed = series_reflow(
+            session=session,
+            starts_at=slot.starts_at,
+            chair=Chair.objects.get(pk=slot.chair_id),
+            reason=REFLOW_REASON,
+            via=Session.Channel.LINK,
+            now=now,
+        )
+    except BookingConflict as exc:
+        raise LinkRefused(_refusal(exc, otherwise="reflow_failed")) from exc
+    return next(moved for moved in changed if moved.pk == session.pk)
+
+
+def _reflow_slot(session: Session, starts_at: str, now: datetime) -> Slot:
+    wanted = _wanted(starts_at)
+    if not session.clinic.patients_may_reflow or not link_may_act(session=session, now=now):
+        raise LinkRefused("not_possible")
+    _require_notice(session, wanted, now)
+    offered = {
+        slot.starts_at: slot for _, slots in link_reflow_slots_by_day(session=session, now=now) for slot in slots
+    }
+    if wanted not in offered:
+        raise LinkRefused("move_taken")
+    return offered[wanted]
+
+
+def _wanted(starts_at: str) -> datetime:
+    """The posted time, which the page always writes with the clinic's offset."""
+    try:
+        wanted = datetime.fromisoformat(starts_at)
+    except ValueError:
+        raise LinkRefused("move_pick") from None
+    if wanted.tzinfo is None:
+        raise LinkRefused("move_pick")
+    return wanted
+
+
+def _require_notice(session: Session, wanted: datetime, now: datetime) -> None:
+    """Rule 13, said as such: a time too soon is not one someone else just took."""
+    if link_may_act(session=session, now=now) and wanted < self_service_earliest(session=session, now=now):
+        raise LinkRefused("move_too_soon")
+
+
+def _refusal(exc: BookingConflict, *, otherwise: str = "not_possible") -> str:
+    if exc.code in _TAKEN:
+        return "move_taken"
+    return "move_too_soon" if exc.code == "short_notice" else otherwise
 
 
 def link_cancel(*, session: Session, now: datetime) -> Session:

@@ -32,6 +32,9 @@ PHRASES: dict[str, dict[str, str]] = {
         "where": "Where",
         "until": "{start} to {end}",
         "clinic_time": "Times are the clinic's local time.",
+        "today": "Today, {day}",
+        "tomorrow": "Tomorrow, {day}",
+        "visits_heading": "Your other visits",
         "status_booked": "Not confirmed yet",
         "status_confirmed": "Confirmed",
         "status_cancelled": "This visit is cancelled. To book a new time, please call {phone}.",
@@ -55,6 +58,21 @@ PHRASES: dict[str, dict[str, str]] = {
         "move_none": "There are no other free times in the next two weeks. Please call {phone}.",
         "move_pick": "Please choose one of the times shown.",
         "move_taken": "That time was just taken. Please pick another.",
+        "move_too_soon": "That time is too soon to choose here. Please pick a later one, or call {phone}.",
+        "reflow_heading": "More days: your later visits move too",
+        "reflow_text": (
+            "These days are too far from your next visit to keep it. If you choose one, your later visits "
+            "move with it, so they stay the right number of days apart. You will see every new time before "
+            "anything changes."
+        ),
+        "reflow_see": "See my new times",
+        "reflow_preview_heading": "Your new times",
+        "reflow_preview_text": "If you accept, your visits will be:",
+        "reflow_unchanged": "no change",
+        "reflow_button": "Move and re-space my later visits",
+        "reflow_back": "Choose another time",
+        "reflow_failed": "Your later visits cannot all fit around that time. Please pick another, or call {phone}.",
+        "reflowed": "Your visit is now {when}. Your later visits have new times too: see them below.",
         "moved": "Your visit is now {when}. Please confirm the new time.",
         "cancel_summary": "Cancel this visit",
         "cancel_text": "If you cancel, the clinic will contact you about a new time.",
@@ -76,6 +94,9 @@ PHRASES: dict[str, dict[str, str]] = {
         "where": "Dónde",
         "until": "de {start} a {end}",
         "clinic_time": "Las horas son las de la clínica.",
+        "today": "Hoy, {day}",
+        "tomorrow": "Mañana, {day}",
+        "visits_heading": "Sus otras citas",
         "status_booked": "Sin confirmar",
         "status_confirmed": "Confirmada",
         "status_cancelled": "Esta cita está cancelada. Para reservar otra, llame al {phone}.",
@@ -99,6 +120,21 @@ PHRASES: dict[str, dict[str, str]] = {
         "move_none": "No hay otras horas libres en las próximas dos semanas. Llame al {phone}.",
         "move_pick": "Elija una de las horas que se muestran.",
         "move_taken": "Esa hora se acaba de ocupar. Elija otra, por favor.",
+        "move_too_soon": "Esa hora es demasiado pronto para elegirla aquí. Elija una más tarde o llame al {phone}.",
+        "reflow_heading": "Más días: sus citas siguientes también cambian",
+        "reflow_text": (
+            "Estos días quedan demasiado lejos de su próxima cita para mantenerla. Si elige uno, sus citas "
+            "siguientes se mueven con él, para que sigan con los días de separación correctos. Verá todas las "
+            "horas nuevas antes de que cambie nada."
+        ),
+        "reflow_see": "Ver mis nuevas horas",
+        "reflow_preview_heading": "Sus nuevas horas",
+        "reflow_preview_text": "Si acepta, sus citas serán:",
+        "reflow_unchanged": "sin cambios",
+        "reflow_button": "Cambiar y reorganizar mis citas siguientes",
+        "reflow_back": "Elegir otra hora",
+        "reflow_failed": "Sus citas siguientes no caben con esa hora. Elija otra o llame al {phone}.",
+        "reflowed": "Su cita es ahora el {when}. Sus citas siguientes también tienen horas nuevas: véalas abajo.",
         "moved": "Su cita es ahora el {when}. Confirme la nueva hora, por favor.",
         "cancel_summary": "Cancelar esta cita",
         "cancel_text": "Si cancela, la clínica se pondrá en contacto con usted para buscar otra hora.",
@@ -140,3 +176,16 @@ def time_text(moment: datetime, language: str) -> str:
 def when_text(moment: datetime, language: str) -> str:
     """'Friday 9 January, 1:00 pm' / 'viernes 9 de enero, 13:00'."""
     return f"{day_text(moment, language)}, {time_text(moment, language)}"
+
+
+def day_label(day: date, language: str, *, today: date) -> str:
+    """day_text, led by 'Today' or 'Tomorrow' where it is one of those in the clinic's calendar:
+    a patient picking a time should not have to work out that Friday is tomorrow."""
+    relative = {0: "today", 1: "tomorrow"}.get((day - today).days)
+    text = day_text(day, language)
+    return phrase(language, relative, day=text) if relative else text
+
+
+def when_label(moment: datetime, language: str, *, today: date) -> str:
+    """when_text with day_label's day, for a moment already in the clinic's zone."""
+    return f"{day_label(moment.date(), language, today=today)}, {time_text(moment, language)}"

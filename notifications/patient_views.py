@@ -1,4 +1,5 @@
-"""The patient link page `/r/<token>`: GET and HEAD show the session, POST confirms, moves or cancels.
+"""The patient link page `/r/<token>`: GET and HEAD show the session (and a re-flow's new times
+before it is made), POST confirms, moves, re-flows or cancels.
 
 GET and HEAD never change anything: link previewers (Slack, WhatsApp, iMessage…) open every
 link in a text. Every bad case of token (unknown, tampered, session over) gets one neutral page,
@@ -19,7 +20,7 @@ shed floods; the token's entropy is what keeps a link from being guessed.
 """
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from functools import wraps
 
 import phonenumbers
@@ -34,7 +35,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from sessions.calendar import Slot
+from sessions.clock import local_date
 from sessions.models import Clinic, Protocol, Session
+from sessions.services import ReflowStep
 
 from .links import token_hash
 from .patient_actions import (
@@ -45,9 +48,13 @@ from .patient_actions import (
     link_may_cancel,
     link_move,
     link_page_session,
+    link_reflow,
+    link_reflow_preview,
+    link_reflow_slots_by_day,
+    link_series_visits,
     link_slots_by_day,
 )
-from .patient_text import PHRASES, day_text, language_of, phrase, time_text, when_text
+from .patient_text import PHRASES, day_label, language_of, phrase, time_text, when_label, when_text
 from .ratelimit import rate_hit, rate_hit_and_peek
 
 # The token is in the URL: no Referer may carry it anywhere, no cache may keep the page, no
@@ -65,7 +72,13 @@ PRIVATE_HEADERS = {
 # Flash messages of this page only: a staff member's admin messages must not show up here.
 _FLASH = "patient-link"
 # Refusals tied to a field of the form on screen: shown with it, with the status that says why.
-_FORM_ERRORS = {"driver_missing": ("", 400), "move_pick": ("move", 400), "move_taken": ("move", 409)}
+_FORM_ERRORS = {
+    "driver_missing": ("", 400),
+    "move_pick": ("move", 400),
+    "move_taken": ("move", 409),
+    "move_too_soon": ("move", 409),
+    "reflow_failed": ("move", 409),
+}
 
 
 class _NoReferrerCsrf(CsrfViewMiddleware):
@@ -118,7 +131,9 @@ def patient_link(request: HttpRequest, token: str) -> HttpResponse:
         refused = guessing or not rate_hit(f"bad:{address}", limit=settings.LINK_RATE_BAD_TOKENS_PER_IP)
         return _neutral(request, status=429 if refused else 404)
     if request.method != "POST":
-        return _page(request, session, now, step=request.GET.get("step", ""))
+        return _page(
+            request, session, now, step=request.GET.get("step", ""), starts_at=request.GET.get("starts_at", "")
+        )
     # Keyed by the token's hash: the cache never holds a working link.
     if not rate_hit(f"post:{token_hash(token)}", limit=settings.LINK_RATE_POSTS_PER_TOKEN):
         return _neutral(request, status=429)
@@ -136,6 +151,9 @@ def _act(request: HttpRequest, session: Session, now: datetime) -> HttpResponse:
         elif action == "move":
             moved = link_move(session=session, starts_at=request.POST.get("starts_at", ""), now=now)
             text = phrase(language, "moved", when=when_text(moved.starts_at.astimezone(moved.clinic.zone), language))
+        elif action == "reflow":
+            moved = link_reflow(session=session, starts_at=request.POST.get("starts_at", ""), now=now)
+            text = phrase(language, "reflowed", when=when_text(moved.starts_at.astimezone(moved.clinic.zone), language))
         elif action == "cancel":
             link_cancel(session=session, now=now)
             text = phrase(language, "cancelled", phone=phone)
@@ -153,11 +171,19 @@ def _act(request: HttpRequest, session: Session, now: datetime) -> HttpResponse:
 
 
 def _page(
-    request: HttpRequest, session: Session, now: datetime, *, step: str, error: str = "", status: int = 200
+    request: HttpRequest,
+    session: Session,
+    now: datetime,
+    *,
+    step: str,
+    starts_at: str = "",
+    error: str = "",
+    status: int = 200,
 ) -> HttpResponse:
     clinic, protocol = session.clinic, session.series.protocol
     language = language_of(session.patient.language)
     phone = _phone_text(clinic.phone)
+    today = local_date(now, clinic.zone)
     starts, ends = session.starts_at.astimezone(clinic.zone), session.ends_at.astimezone(clinic.zone)
     may_act = link_may_act(session=session, now=now)
     context = {
@@ -168,8 +194,8 @@ def _page(
         "phone": phone,
         "phone_href": f"tel:{clinic.phone}",
         "visit_name": protocol.patient_name,
-        "visit_count": phrase(language, "visit_count", number=session.number, count=protocol.session_count),
-        "day": day_text(starts, language),
+        "visit_count": _count(language, session.number, protocol),
+        "day": day_label(starts.date(), language, today=today),
         "hours": phrase(language, "until", start=time_text(starts, language), end=time_text(ends, language)),
         "other_zone": session.patient.zone.key != clinic.zone.key,
         "status": session.status,
@@ -180,23 +206,62 @@ def _page(
         "preparation": _preparation(protocol, language),
         "instructions": protocol.preparation_instructions,
         "flash": [message for message in messages.get_messages(request) if _FLASH in message.tags.split()],
-        "error": phrase(language, error) if error else "",
-        "step": "move" if step == "move" and may_act else "",
+        "error": phrase(language, error, phone=phone) if error else "",
+        "step": step if step in ("move", "reflow") and may_act else "",
     }
+    if context["step"] == "reflow":
+        try:
+            steps = link_reflow_preview(session=session, starts_at=starts_at, now=now)
+        except LinkRefused as refused:
+            context.update(step="move", error=phrase(language, refused.reason, phone=phone))
+            status = _FORM_ERRORS.get(refused.reason, ("", 409))[1]
+        else:
+            context["starts_at"] = starts_at
+            context["steps"] = _reflow_lines(steps, clinic, protocol, language, today)
     if context["step"] == "move":
         context["when_now"] = phrase(language, "move_now", when=when_text(starts, language))
-        context["days"] = [
-            (day_text(day, language), _slot_choices(slots, clinic, language))
-            for day, slots in link_slots_by_day(session=session, now=now)
+        context["days"] = _day_choices(link_slots_by_day(session=session, now=now), clinic, language, today)
+        context["reflow_days"] = _day_choices(
+            link_reflow_slots_by_day(session=session, now=now), clinic, language, today
+        )
+    if not context["step"]:
+        context["visits"] = [
+            (
+                _count(language, visit.number, protocol),
+                when_label(visit.starts_at.astimezone(clinic.zone), language, today=today),
+            )
+            for visit in link_series_visits(session=session, now=now)
         ]
     return render(request, "patient/page.html", context, status=status)
 
 
-def _slot_choices(slots: list[Slot], clinic: Clinic, language: str) -> list[tuple[str, str]]:
-    """(value, label) per slot: the value is the start with the clinic's offset, which also says
-    which of two equal wall-clock times on the night clocks go back is meant."""
-    local_starts = [slot.starts_at.astimezone(clinic.zone) for slot in slots]
-    return [(start.isoformat(), time_text(start, language)) for start in local_starts]
+def _count(language: str, number: int, protocol: Protocol) -> str:
+    return phrase(language, "visit_count", number=number, count=protocol.session_count)
+
+
+def _day_choices(
+    days: list[tuple[date, list[Slot]]], clinic: Clinic, language: str, today: date
+) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(day label, (value, label) per slot): the value is the start with the clinic's offset, which
+    also says which of two equal wall-clock times on the night clocks go back is meant."""
+    choices = []
+    for day, slots in days:
+        local_starts = [slot.starts_at.astimezone(clinic.zone) for slot in slots]
+        times = [(start.isoformat(), time_text(start, language)) for start in local_starts]
+        choices.append((day_label(day, language, today=today), times))
+    return choices
+
+
+def _reflow_lines(
+    steps: list[ReflowStep], clinic: Clinic, protocol: Protocol, language: str, today: date
+) -> list[tuple[str, str, bool]]:
+    """(visit k of n, its time after the re-flow, whether that time is new) per visit it touches."""
+    lines = []
+    for step in steps:
+        assert step.slot is not None  # link_reflow_preview refuses a plan with a visit left out
+        when = when_label(step.slot.starts_at.astimezone(clinic.zone), language, today=today)
+        lines.append((_count(language, step.number, protocol), when, step.changes))
+    return lines
 
 
 def _preparation(protocol: Protocol, language: str) -> list[str]:

@@ -2,16 +2,24 @@
 
 Runs inside the booking transaction (from the signals of `sessions.signals`), so a session and
 its messages commit or roll back together: a stale reminder for an old time cannot exist.
+
+The plan keeps the texting rules when it is made (quiet hours, the daily and weekly caps), so
+what staff and the patient see as planned is what will go: a text reminder that could not go
+is planned as an email instead, or stored skipped with the reason. Sending checks the same rules
+again, for what planning cannot see (notices over a cap, texts planned before these rules).
 """
 
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from sessions.clock import LocalTimeError, to_utc
 from sessions.models import Clinic, Patient, Session
 
 from .models import Channel, Message, Purpose, ReminderRule
@@ -21,6 +29,21 @@ DEFAULT_RULES = [(Channel.EMAIL, 72 * 60), (Channel.SMS, 24 * 60), (Channel.SMS,
 # A reminder shifted out of quiet hours goes this long before the window closes, so that a tick
 # and a busy worker still get it out inside the window.
 QUIET_MARGIN = timedelta(minutes=10)
+DAY_MINUTES = 24 * 60
+WEEK = timedelta(days=7)
+# A text goes out a little after it is due (the tick, a busy worker): planning counts a week this
+# much longer, so that a text sent late still fits beside one planned a week after it.
+SEND_SLACK = timedelta(hours=1)
+# An email reminder of the same visit this close to a text that cannot go already tells the
+# patient what the text would have: a second email would only repeat it.
+EMAIL_NEARBY = timedelta(hours=3)
+
+
+class _Cause(NamedTuple):
+    """Why a text reminder cannot go, in staff's words: with an email instead, and alone."""
+
+    short: str
+    alone: str
 
 
 def rules_create_defaults(*, clinic: Clinic) -> None:
@@ -37,12 +60,10 @@ def messages_plan_booking(*, sessions: Iterable[Session], now: datetime | None =
         return []
     now = now or timezone.now()
     first = sessions[0]
-    planned = _notice(first, Purpose.BOOKED, now)
     # One series, one clinic and protocol: the same rules for every session, read once.
     rules = rules_for(first)
-    for session in sessions:
-        planned += _reminders(session, now, rules=rules)
-    return _save(planned)
+    reminders = [row for session in sessions for row in _reminders(session, now, rules=rules)]
+    return _save(_texts_settle(_notice(first, Purpose.BOOKED, now), reminders))
 
 
 def messages_plan_move(*, session: Session, now: datetime | None = None) -> list[Message]:
@@ -55,7 +76,7 @@ def messages_plan_move(*, session: Session, now: datetime | None = None) -> list
     unconfirmed = _booking_unsent(session)
     messages_withdraw(session=session, reason="session moved", now=now)
     notice = Purpose.BOOKED if unconfirmed else Purpose.MOVED
-    return _save(_notice(session, notice, now) + _reminders(session, now))
+    return _save(_texts_settle(_notice(session, notice, now), _reminders(session, now)))
 
 
 def messages_plan_cancellation(*, session: Session, now: datetime | None = None) -> list[Message]:
@@ -75,6 +96,26 @@ def messages_plan_series_cancellation(*, sessions: list[Session], now: datetime 
     first = min(sessions, key=lambda s: s.starts_at)
     told = Message.objects.filter(session__series_id=first.series_id, status__in=Message.WENT_OUT).exists()
     return _save(_notice(first, Purpose.CANCEL_ALL, now)) if told else []
+
+
+def messages_plan_reflow(*, sessions: list[Session], now: datetime | None = None) -> list[Message]:
+    """A re-flow moved or booked these sessions of one series: withdraw what each had pending,
+    plan reminders for every new time, and one notice, on the first of them, that lists them all."""
+    if not sessions:
+        return []
+    now = now or timezone.now()
+    for session in sessions:
+        messages_withdraw(session=session, reason="series re-flowed", now=now)
+    sessions = sorted(sessions, key=lambda s: s.starts_at)
+    rules = rules_for(sessions[0])
+    reminders = [row for session in sessions for row in _reminders(session, now, rules=rules)]
+    return _save(_texts_settle(_notice(sessions[0], Purpose.REFLOWED, now), reminders))
+
+
+def messages_plan_reinstated(*, session: Session, now: datetime | None = None) -> list[Message]:
+    """A cancel taken back: the session is booked again, and the patient hears so."""
+    now = now or timezone.now()
+    return _save(_texts_settle(_notice(session, Purpose.BOOKED, now), _reminders(session, now)))
 
 
 def messages_withdraw(*, session: Session, reason: str, now: datetime | None = None) -> int:
@@ -107,16 +148,20 @@ def channels_for(patient: Patient) -> list[str]:
 def shift_out_of_quiet_hours(moment: datetime, *, clinic: Clinic, patient: Patient, forward: bool) -> datetime:
     """The moment itself if texts may go then in the patient's zone; else the last allowed moment
     before it (a reminder) or the first one after it (a notice, which cannot go earlier)."""
+    if _texts_allowed(moment, clinic=clinic, patient=patient):
+        return moment
     zone = patient.zone
     local = moment.astimezone(zone)
     opens, closes = clinic.message_window_start, clinic.message_window_end
-    if opens <= local.time() < closes:
-        return moment
     if forward:
         day = local.date() if local.time() < opens else local.date() + timedelta(days=1)
         return _at(day, opens, zone)
     day = local.date() if local.time() >= closes else local.date() - timedelta(days=1)
     return _at(day, closes, zone) - QUIET_MARGIN
+
+
+def _texts_allowed(moment: datetime, *, clinic: Clinic, patient: Patient) -> bool:
+    return clinic.message_window_start <= moment.astimezone(patient.zone).time() < clinic.message_window_end
 
 
 def _at(day: date, at: time, zone: ZoneInfo) -> datetime:
@@ -130,21 +175,18 @@ def _notice(session: Session, purpose: str, now: datetime) -> list[Message]:
         due = now
         if channel == Channel.SMS:
             due = shift_out_of_quiet_hours(now, clinic=session.clinic, patient=patient, forward=True)
-        rows.append(_row(session, purpose, purpose, channel, due, now))
+        rows.append(_row(session, purpose, purpose, channel, due))
     return rows
 
 
 def _reminders(session: Session, now: datetime, *, rules: list[ReminderRule] | None = None) -> list[Message]:
-    patient = session.patient
-    channels = channels_for(patient)
+    channels = channels_for(session.patient)
     rows = []
     for rule in rules if rules is not None else rules_for(session):
         if rule.channel not in channels:
             continue
-        due = session.starts_at - timedelta(minutes=rule.offset_minutes)
-        if rule.channel == Channel.SMS:
-            due = shift_out_of_quiet_hours(due, clinic=session.clinic, patient=patient, forward=False)
-        row = _row(session, Purpose.REMINDER, f"rule-{rule.pk}", rule.channel, due, now, rule=rule)
+        due = _reminder_due(session, rule)
+        row = _row(session, Purpose.REMINDER, f"rule-{rule.pk}", rule.channel, due, rule=rule)
         if due < now:
             # Booked inside the reminder's window: a late reminder is noise, not a reminder.
             row.status = Message.Status.SKIPPED
@@ -153,7 +195,127 @@ def _reminders(session: Session, now: datetime, *, rules: list[ReminderRule] | N
     return rows
 
 
-def _row(session: Session, purpose: str, key: str, channel: str, due: datetime, now: datetime, rule=None) -> Message:
+def _reminder_due(session: Session, rule: ReminderRule) -> datetime:
+    due = _before_start(session, rule.offset_minutes)
+    if rule.channel != Channel.SMS:
+        return due
+    patient = session.patient
+    shifted = shift_out_of_quiet_hours(due, clinic=session.clinic, patient=patient, forward=False)
+    if (
+        rule.offset_minutes < DAY_MINUTES
+        and shifted.astimezone(patient.zone).date() < due.astimezone(patient.zone).date()
+    ):
+        # A reminder for the visit's own day (2 h before a 10:00 visit) is no use the evening
+        # before: it keeps its time, in quiet hours, and `_texts_settle` sends it by email.
+        return due
+    return shifted
+
+
+def _before_start(session: Session, minutes: int) -> datetime:
+    """The session's start less the offset. Whole days keep the visit's wall-clock time in the
+    clinic's zone: the reminder "a day before" a 09:00 visit comes at 09:00 across a DST change."""
+    plain = session.starts_at - timedelta(minutes=minutes)
+    days, rest = divmod(minutes, DAY_MINUTES)
+    if rest:
+        return plain
+    zone = session.clinic.zone
+    local = session.starts_at.astimezone(zone)
+    try:
+        return to_utc(datetime.combine(local.date() - timedelta(days=days), local.time()), zone)
+    except LocalTimeError:
+        return plain
+
+
+def _texts_settle(notices: list[Message], reminders: list[Message]) -> list[Message]:
+    """The plan's rows, with each text reminder that cannot go declined (`_decline`).
+
+    Texts are taken greedily, earliest due first: that is the order in which sending meets
+    them, so the plan shows what sending will do, and the patient's texts already planned
+    (another series, an earlier booking) keep their place rather than being skipped later.
+    On consecutive days this keeps the first text of each day, the 2 h one of the day's visit.
+    """
+    rows = notices + reminders
+    texts = sorted((r for r in reminders if _is_planned_text(r)), key=lambda r: r.due_at)
+    if not texts:
+        return rows
+    sent = _texts_around(texts[0].patient, first=texts[0].due_at, last=texts[-1].due_at)
+    taken = sent + [r.due_at for r in notices if _is_planned_text(r)]
+    for text in texts:
+        cause = _text_refusal(text, taken)
+        if cause is None:
+            taken.append(text.due_at)
+        else:
+            rows += _decline(text, cause, rows)
+    return rows
+
+
+def _is_planned_text(row: Message) -> bool:
+    return row.channel == Channel.SMS and row.status == Message.Status.PLANNED
+
+
+def _texts_around(patient: Patient, *, first: datetime, last: datetime) -> list[datetime]:
+    """When the patient's texts went out or are due, from a week before `first` to a week after
+    `last`, in one query: the patient lock the booking holds keeps them from changing meanwhile."""
+    since, until = first - WEEK - SEND_SLACK, last + WEEK + SEND_SLACK
+    went_out = Q(status__in=Message.WENT_OUT, sending_started_at__range=(since, until))
+    pending = Q(status__in=Message.PENDING, due_at__range=(since, until))
+    found = Message.objects.filter(went_out | pending, patient=patient, channel=Channel.SMS)
+    return [
+        sent if status in Message.WENT_OUT else due
+        for status, due, sent in found.values_list("status", "due_at", "sending_started_at")
+    ]
+
+
+def _text_refusal(text: Message, taken: list[datetime]) -> _Cause | None:
+    due, zone = text.due_at, text.patient.zone
+    if not _texts_allowed(due, clinic=text.session.clinic, patient=text.patient):
+        return _Cause("quiet hours", "would fall in quiet hours")
+    daily, weekly = settings.SMS_DAILY_CAP, settings.SMS_WEEKLY_CAP
+    if sum(t.astimezone(zone).date() == due.astimezone(zone).date() for t in taken) >= daily:
+        return _Cause(f"text limit ({daily} a day)", f"text limit ({daily} a day) reached at planning")
+    if _over_a_week(taken, due, cap=weekly):
+        return _Cause(f"text limit ({weekly} a week)", f"text limit ({weekly} a week) reached at planning")
+    return None
+
+
+def _over_a_week(taken: list[datetime], due: datetime, *, cap: int) -> bool:
+    """Would a text at `due` put more than `cap` texts in some rolling week? Only the weeks that
+    end at a text from `due` on can hold it."""
+    week = WEEK + SEND_SLACK
+    moments = [*taken, due]
+    ends = (end for end in moments if due <= end < due + week)
+    return any(sum(end - week < t <= end for t in moments) > cap for end in ends)
+
+
+def _decline(text: Message, cause: _Cause, rows: list[Message]) -> list[Message]:
+    """Skip the text, with the reason; the same reminder by email at its time where the patient
+    takes email (email has no caps or quiet hours) and no email reminder of the visit is near it."""
+    text.status = Message.Status.SKIPPED
+    patient = text.patient
+    if Channel.EMAIL not in channels_for(patient):
+        text.reason = f"{cause.alone}; {'emails are off' if patient.email else 'no email address'}"
+        return []
+    if any(_email_near(row, text) for row in rows):
+        text.reason = f"{cause.short}: an email reminder goes near that time"
+        return []
+    text.reason = f"{cause.short}: sent by email instead"
+    # The key stays the text's rule: with the email channel it is a row of its own.
+    return [_row(text.session, Purpose.REMINDER, text.key, Channel.EMAIL, text.due_at, rule=text.rule)]
+
+
+def _email_near(row: Message, text: Message) -> bool:
+    return (
+        row.session_id == text.session_id
+        and row.channel == Channel.EMAIL
+        and row.purpose == Purpose.REMINDER
+        and row.status == Message.Status.PLANNED
+        and abs(row.due_at - text.due_at) <= EMAIL_NEARBY
+    )
+
+
+def _row(
+    session: Session, purpose: str, key: str, channel: str, due: datetime, rule: ReminderRule | None = None
+) -> Message:
     return Message(
         session=session,
         patient=session.patient,

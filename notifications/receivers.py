@@ -19,7 +19,13 @@ def on_sessions_booked(sender: Any, sessions: list[Session], now: datetime, **kw
 
 @receiver(signals.session_moved)
 def on_session_moved(sender: Any, session: Session, now: datetime, **kwargs: Any) -> None:
-    planning.messages_plan_move(session=session, now=now)
+    if not kwargs.get("in_reflow"):  # a re-flow's messages are planned once, for all its sessions
+        planning.messages_plan_move(session=session, now=now)
+
+
+@receiver(signals.series_reflowed)
+def on_series_reflowed(sender: Any, sessions: list[Session], now: datetime, **kwargs: Any) -> None:
+    planning.messages_plan_reflow(sessions=sessions, now=now)
 
 
 @receiver(signals.session_status_changed)
@@ -28,6 +34,9 @@ def on_session_status_changed(sender: Any, session: Session, now: datetime, **kw
         planning.messages_withdraw(session=session, reason="series cancelled", now=now)
     elif session.status == Session.Status.CANCELLED:
         planning.messages_plan_cancellation(session=session, now=now)
+    elif kwargs.get("previous_status") == Session.Status.CANCELLED:
+        # A cancel taken back: the session is booked again, under a new version.
+        planning.messages_plan_reinstated(session=session, now=now)
     elif session.status not in Session.UPCOMING:
         # Arrived, completed or no-show: nothing left to remind of.
         reason = f"session {session.get_status_display().lower()}"

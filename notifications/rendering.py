@@ -15,6 +15,7 @@ from .wording import (
     local_date_text,
     local_time_text,
     placeholders_in,
+    schedule_line,
     wording_for,
 )
 
@@ -67,6 +68,35 @@ def render(message: Message, *, token: str) -> Rendered | None:
     return None
 
 
+class _Values(dict):
+    """The placeholders' values; the series' schedule is read only by a wording that uses it."""
+
+    def __init__(self, values: dict[str, str], session: Session, language: str) -> None:
+        super().__init__(values)
+        self.session, self.language = session, language
+
+    def __missing__(self, key: str) -> str:
+        if key != "schedule":
+            raise KeyError(key)
+        self[key] = _schedule(self.session, self.language)
+        return self[key]
+
+
+def _schedule(session: Session, language: str) -> str:
+    """The series' visits still to come, from this one on, one a line."""
+    zone, count = session.clinic.zone, session.series.protocol.session_count
+    upcoming = _still_to_come(session)
+    return "\n".join(schedule_line(s.number, count, s.starts_at.astimezone(zone), language) for s in upcoming)
+
+
+def _still_to_come(session: Session):
+    return (
+        session.series.sessions.filter(status__in=Session.UPCOMING, starts_at__gte=session.starts_at)
+        .select_related("clinic")
+        .order_by("starts_at")
+    )
+
+
 def _values(message: Message, token: str, language: str) -> dict[str, str]:
     session = message.session
     clinic = session.clinic
@@ -74,23 +104,29 @@ def _values(message: Message, token: str, language: str) -> dict[str, str]:
     count = session.series.protocol.session_count
     if message.purpose == Purpose.BOOKED:
         count = session.series.sessions.filter(status__in=session.UPCOMING).count() or 1
-    return {
-        "clinic": clinic.sender_name,
-        "date": local_date_text(local, language),
-        "time": local_time_text(local, language),
-        "link": patient_url(token),
-        "phone": clinic.phone,
-        "address": clinic.address,
-        "number": str(session.number),
-        "count": str(count),
-        "visit": session.series.protocol.patient_name,
-    }
+    return _Values(
+        {
+            "clinic": clinic.sender_name,
+            "date": local_date_text(local, language),
+            "time": local_time_text(local, language),
+            "link": patient_url(token),
+            "phone": clinic.phone,
+            "address": clinic.address,
+            "number": str(session.number),
+            "count": str(count),
+            "visit": session.series.protocol.patient_name,
+        },
+        session,
+        language,
+    )
 
 
 def _invites(message: Message) -> tuple[Invite, ...]:
     """The calendar event the email adds, moves or withdraws. A series' cancellation, sent on its
     first cancelled visit, withdraws the event of every visit cancelled with it."""
     session = message.session
+    if message.purpose == Purpose.REFLOWED:
+        return tuple(_invite(visit, cancelled=False) for visit in _still_to_come(session))
     if message.purpose != Purpose.CANCEL_ALL:
         return (_invite(session, cancelled=message.purpose == Purpose.CANCELLED),)
     withdrawn = session.series.sessions.filter(status=session.Status.CANCELLED, starts_at__gte=session.starts_at)

@@ -1,13 +1,17 @@
 """Celery entry points: ids in, a service call, nothing kept in a result backend."""
 
 from celery import shared_task
+from django.utils import timezone
 
-from . import sending
+from . import sending, staff_tasks
 
 
 @shared_task(ignore_result=True)
 def reminder_tick() -> None:
     sending.reminder_tick()
+    # Drivers still unconfirmed at T-24 h: checked on the tick, the only periodic task, so that
+    # one beat schedule covers it.
+    staff_tasks.driver_tasks_raise(now=timezone.now())
 
 
 @shared_task(ignore_result=True)

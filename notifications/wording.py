@@ -25,7 +25,7 @@ _GSM_BASIC = set(
 )
 _GSM_EXTENDED = set("^{}\\[~]|€\f")
 
-PLACEHOLDERS = {"clinic", "date", "time", "link", "phone", "number", "count", "address", "visit"}
+PLACEHOLDERS = {"clinic", "date", "time", "link", "phone", "number", "count", "address", "visit", "schedule"}
 
 _DAYS = {
     "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
@@ -55,6 +55,8 @@ _SMS = {
     ("cancelled", "es"): "{clinic}: cita {date} {time} cancelada. Info: {link} o {phone}. STOP para salir",
     ("cancel_all", "en"): "{clinic}: visits from {date} {time} cancelled. {link} or {phone}. STOP to end",
     ("cancel_all", "es"): "{clinic}: citas desde {date} {time} canceladas. {link} o {phone}. STOP para salir",
+    ("reflowed", "en"): "{clinic}: new times for your visits, next {date} {time}. All: {link} STOP to end",
+    ("reflowed", "es"): "{clinic}: nuevos horarios de sus citas, la proxima {date} {time}. {link} STOP para salir",
 }
 
 _EMAIL_SUBJECT = {
@@ -68,6 +70,8 @@ _EMAIL_SUBJECT = {
     ("cancelled", "es"): "Su cita en {clinic} del {date} fue cancelada",
     ("cancel_all", "en"): "Your visits at {clinic} are cancelled",
     ("cancel_all", "es"): "Sus citas en {clinic} fueron canceladas",
+    ("reflowed", "en"): "New times for your visits at {clinic}",
+    ("reflowed", "es"): "Nuevos horarios de sus citas en {clinic}",
 }
 
 _EMAIL_BODY = {
@@ -90,6 +94,8 @@ _EMAIL_INTRO = {
         "en",
     ): "Your remaining visits have been cancelled, starting with this one. Call us to book new times.",
     ("cancel_all", "es"): "Sus citas pendientes fueron canceladas, desde esta. Llamenos para reservar otras.",
+    ("reflowed", "en"): "Your visits have new times:\n\n{schedule}\n\nThe next one:",
+    ("reflowed", "es"): "Sus citas tienen nuevos horarios:\n\n{schedule}\n\nLa proxima:",
 }
 
 
@@ -167,6 +173,7 @@ def _longest_values(template: MessageTemplate) -> dict[str, str]:
         "number": "12",
         "count": "12",
         "visit": "visit",
+        "schedule": "\n".join(f"Visit {n} of 12: Wed 30 Sep 12:45pm" for n in range(1, 13)),
     }
 
 
@@ -186,6 +193,13 @@ def wording_for(session: Session, purpose: str, channel: str, language: str) -> 
 
 def local_date_text(moment: datetime, language: str) -> str:
     return f"{_DAYS[language][moment.weekday()]} {moment.day} {_MONTHS[language][moment.month - 1]}"
+
+
+def schedule_line(number: int, count: int, moment: datetime, language: str) -> str:
+    """One visit of a series' schedule, as an email lists them: "Visit 3 of 6: Thu 8 Jan 10:00am"."""
+    label = "Visit {n} of {c}" if language == "en" else "Cita {n} de {c}"
+    when = f"{local_date_text(moment, language)} {local_time_text(moment, language)}"
+    return f"{label.format(n=number, c=count)}: {when}"
 
 
 def local_time_text(moment: datetime, language: str) -> str:

@@ -16,6 +16,7 @@ from . import selectors, services
 from .access import clinic_ids_for, within_clinics
 from .models import Chair, Clinic, Patient, Protocol, Series, Session
 from .serializers import (
+    REFLOW_ANSWER,
     CancelSerializer,
     ChairSerializer,
     ClinicSerializer,
@@ -24,6 +25,9 @@ from .serializers import (
     MarkSerializer,
     PatientSerializer,
     ProtocolSerializer,
+    ReflowDoneSerializer,
+    ReflowPreviewSerializer,
+    ReflowSerializer,
     RescheduleSerializer,
     SeriesBookSerializer,
     SeriesPreviewSerializer,
@@ -35,6 +39,15 @@ from .serializers import (
 )
 
 CONFLICT = OpenApiResponse(ConflictSerializer, description="A booking rule refused the change.")
+PREVIEW = OpenApiParameter("preview", bool, description="1: plan and check, book nothing.")
+
+
+def _previewing(request: Request) -> bool:
+    return request.query_params.get("preview") in ("1", "true")
+
+
+def _sessions_to_show() -> QuerySet[Session]:
+    return Session.objects.select_related("clinic", "series__protocol").prefetch_related("moves")
 
 
 class RolePermissions(permissions.DjangoModelPermissions):
@@ -102,21 +115,29 @@ class SeriesViewSet(ClinicScoped, mixins.ListModelMixin, mixins.RetrieveModelMix
     queryset = Series.objects.prefetch_related("sessions__moves", "sessions__clinic", "sessions__series__protocol")
     serializer_class = SeriesSerializer
     permission_classes = [RolePermissions]
-    action_perms = {"create": "booking.add_series", "cancel": "booking.cancel_session"}
+    action_perms = {
+        "create": "booking.add_series",
+        "cancel": "booking.cancel_session",
+        "reflow": "booking.move_session",
+    }
 
     @extend_schema(
         request=SeriesBookSerializer,
-        parameters=[OpenApiParameter("preview", bool, description="1: plan and check, book nothing.")],
+        parameters=[PREVIEW],
         responses={201: SeriesSerializer, 200: SeriesPreviewSerializer, 409: CONFLICT},
     )
     def create(self, request: Request) -> Response:
-        """Book a series: every start, or a first start with auto-placement. All sessions or none."""
+        """Book a series: every start, or a first start with auto-placement. All sessions or none.
+
+        A second active series of the same protocol for the patient is refused (409
+        `series_duplicate` on session 1) unless `override_reason` says why it is needed."""
         form = SeriesBookSerializer(data=request.data, context=self.get_serializer_context())
         form.is_valid(raise_exception=True)
         booking = {
-            key: form.validated_data.get(key) for key in ("patient", "protocol", "chair", "first_start", "starts")
+            key: form.validated_data.get(key)
+            for key in ("patient", "protocol", "chair", "first_start", "starts", "override_reason")
         }
-        if request.query_params.get("preview") in ("1", "true"):
+        if _previewing(request):
             plan = services.series_plan(**booking)
             complete = len(plan) == booking["protocol"].session_count
             body = {"bookable": complete and all(p.conflict is None for p in plan), "sessions": plan}
@@ -134,6 +155,35 @@ class SeriesViewSet(ClinicScoped, mixins.ListModelMixin, mixins.RetrieveModelMix
         services.series_cancel(series=self.get_object(), reason=reason, via=Session.Channel.API, actor=request.user)
         return Response(SeriesSerializer(self.get_queryset().get(pk=pk)).data)
 
+    @extend_schema(
+        request=ReflowSerializer,
+        parameters=[PREVIEW],
+        responses={
+            200: OpenApiResponse(
+                REFLOW_ANSWER,
+                description="With preview: `fits` and the steps, nothing booked. Without: the sessions moved or "
+                "booked.",
+            ),
+            409: CONFLICT,
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def reflow(self, request: Request, pk: str) -> Response:
+        """Re-flow (rule 11): move a session and re-space the later ones so that every gap keeps the
+        protocol, or make good a cancelled or missed session under its number. All or nothing; the
+        patient gets one notice of the new times. A session that cannot be placed answers 409 naming it."""
+        series = self.get_object()
+        form = ReflowSerializer(data=request.data, context={**self.get_serializer_context(), "series": series})
+        form.is_valid(raise_exception=True)
+        if _previewing(request):
+            wanted = {key: form.validated_data.get(key) for key in ("session", "starts_at", "chair")}
+            steps = services.series_reflow_plan(**wanted, via=Session.Channel.API)
+            body = {"fits": all(step.conflict is None for step in steps), "steps": steps}
+            return Response(ReflowPreviewSerializer(body, context={"clinic": series.clinic}).data)
+        changed = services.series_reflow(**form.validated_data, via=Session.Channel.API, actor=request.user)
+        sessions = _sessions_to_show().filter(pk__in=[s.pk for s in changed]).order_by("number", "starts_at")
+        return Response(ReflowDoneSerializer({"sessions": sessions}).data)
+
 
 class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = SessionSerializer
@@ -143,11 +193,15 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         "cancel": "booking.cancel_session",
         "confirm": "booking.confirm_session",
         "mark": "booking.mark_attendance",
+        # Undo needs the permission of what it takes back, known only once the session is read:
+        # a nurse's mark (mark_attendance) or a scheduler's cancel (undo_perms).
+        "undo": "booking.view_session",
         "slots": "booking.view_session",
     }
+    undo_perms = {Session.Status.CANCELLED: "booking.cancel_session"}
 
     def get_queryset(self) -> QuerySet[Session]:
-        sessions = Session.objects.select_related("clinic", "series__protocol").prefetch_related("moves")
+        sessions = _sessions_to_show()
         if self.action != "list":
             return within_clinics(sessions, self.request.user)
         query = SessionQuerySerializer(data=self.request.query_params, context=self.get_serializer_context())
@@ -198,12 +252,25 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(request=MarkSerializer, responses={200: SessionSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def mark(self, request: Request, pk: str) -> Response:
-        """Attendance on the day: arrived, completed or no_show."""
-        form = MarkSerializer(data=request.data)
+        """Attendance on the day: arrived (records chair-in), completed (chair-out) or no_show, at `at`
+        when it is entered after the fact, else now."""
+        session = self.get_object()
+        form = MarkSerializer(data=request.data, context={"session": session})
         form.is_valid(raise_exception=True)
-        services.session_mark(
-            session=self.get_object(), status=form.validated_data["status"], via=Session.Channel.API, actor=request.user
-        )
+        services.session_mark(session=session, via=Session.Channel.API, actor=request.user, **form.validated_data)
+        return self._answer(pk)
+
+    @extend_schema(request=None, responses={200: SessionSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def undo(self, request: Request, pk: str) -> Response:
+        """Take back the last mark or the cancel: completed → arrived, arrived or no-show → booked
+        (or confirmed), cancelled → booked where its time is still free. Undoing a cancel needs the
+        cancel_session permission; undoing a mark, mark_attendance."""
+        session = self.get_object()
+        needed = self.undo_perms.get(session.status, "booking.mark_attendance")
+        if not request.user.has_perm(needed):
+            raise PermissionDenied(f"Undoing a {session.get_status_display().lower()} session needs {needed}.")
+        services.session_undo(session=session, expected=session.status, via=Session.Channel.API, actor=request.user)
         return self._answer(pk)
 
     @extend_schema(parameters=[SlotQuerySerializer], responses={200: SlotSerializer(many=True)})

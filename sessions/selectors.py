@@ -106,10 +106,13 @@ class SeriesGap:
     text: str
 
 
-def series_gaps(*, series_ids: Collection[int]) -> dict[int, list[SeriesGap]]:
-    """Each given series that is off its protocol, with why: a session cancelled or missed and not
-    made good, or two consecutive sessions further apart or closer than the protocol's gap.
-    A cancelled series is not off protocol: staff ended it. One query for all of them."""
+def series_gaps(*, series_ids: Collection[int], now: datetime | None = None) -> dict[int, list[SeriesGap]]:
+    """Each given series that is off its protocol and what staff can still do about it: a session
+    cancelled or missed and not made good, or two consecutive sessions closer than the protocol's
+    gap (while the later is still to come) or further apart (while the earlier's window is still
+    open: once it has closed, no time can mend it). A cancelled series is not off protocol: staff
+    ended it. One query for all of them."""
+    now = now or timezone.now()
     rows = (
         Session.objects.filter(series_id__in=series_ids)
         .exclude(series__status=Series.Status.CANCELLED)
@@ -122,11 +125,12 @@ def series_gaps(*, series_ids: Collection[int]) -> dict[int, list[SeriesGap]]:
     by_series: dict[int, list[tuple]] = {}
     for row in rows:
         by_series.setdefault(row[0], []).append(row)
-    return {pk: found for pk, series_rows in by_series.items() if (found := _gaps_of(pk, series_rows))}
+    return {pk: found for pk, series_rows in by_series.items() if (found := _gaps_of(pk, series_rows, now))}
 
 
-def _gaps_of(series_id: int, rows: list[tuple]) -> list[SeriesGap]:
+def _gaps_of(series_id: int, rows: list[tuple], now: datetime) -> list[SeriesGap]:
     low, high, zone = rows[0][4], rows[0][5], ZoneInfo(rows[0][6])
+    today = local_date(now, zone)
     held: dict[int, datetime] = {}
     missed: dict[int, str] = {}
     for _, number, status, starts_at, *_ in rows:
@@ -143,11 +147,15 @@ def _gaps_of(series_id: int, rows: list[tuple]) -> list[SeriesGap]:
     for before, after in zip(numbers, numbers[1:], strict=False):
         if after != before + 1:
             continue  # the missing session between them is the problem to show
-        days = (local_date(held[after], zone) - local_date(held[before], zone)).days
-        if not low <= days <= high:
+        first, then = local_date(held[before], zone), local_date(held[after], zone)
+        days = (then - first).days
+        too_close = days < low and held[after] > now
+        too_far = days > high and first + timedelta(days=high) >= today
+        if too_close or too_far:
             gaps.append(
                 SeriesGap(
-                    series_id, after,
+                    series_id,
+                    after,
                     f"{days} days between sessions {before} and {after}; the protocol allows {low}–{high}",
                 )  # fmt: skip
             )

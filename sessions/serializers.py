@@ -9,7 +9,7 @@ from django.db import models, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from .access import within_clinics
@@ -28,6 +28,8 @@ from .models import (
     SessionMove,
     StaffingBlock,
 )
+from .selectors import SeriesGap, series_gaps
+from .validators import validate_single_line
 
 # Ids as PostgreSQL's bigint holds them: a larger one names no row, and used in a write it fails
 # in the database instead of here.
@@ -166,6 +168,37 @@ def clinic_instant(value: datetime, clinic: Clinic, *, field: str, now: datetime
     return instant
 
 
+def clinic_moment(value: datetime, clinic: Clinic, *, field: str, now: datetime | None = None) -> datetime:
+    """`value` as a UTC instant in `clinic`'s zone, past or future, within the booking horizon of
+    now either way: what happened on the day, where the service judges whether it can be true."""
+    now = now or timezone.now()
+    try:
+        instant = to_utc(value, clinic.zone)
+    except LocalTimeError as exc:
+        raise serializers.ValidationError({field: str(exc)}) from exc
+    except OverflowError:  # 0001-01-01T00:00 east of UTC: no instant at all
+        instant = None
+    if instant is None or abs(instant - now) > BOOKING_HORIZON:
+        raise serializers.ValidationError({field: f"Enter a time within {BOOKING_HORIZON.days} days of now."})
+    return instant
+
+
+@extend_schema_field(OpenApiTypes.DATETIME)
+class ClinicTimeField(serializers.ReadOnlyField):
+    """An instant on the clinic's wall clock, with its offset, as `clinic_time` shows a start. The
+    clinic is the object's own, or the context's for an object that has none (a re-flow step)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_null=True, **kwargs)
+
+    def get_attribute(self, instance: Any) -> str | None:
+        value = super().get_attribute(instance)
+        if value is None:
+            return None
+        clinic = getattr(instance, "clinic", None) or self.context["clinic"]
+        return value.astimezone(clinic.zone).isoformat()
+
+
 class OpeningHoursSerializer(WallClockTimes, ApiModelSerializer):
     class Meta:
         model = OpeningHours
@@ -301,6 +334,8 @@ class SessionSerializer(serializers.ModelSerializer):
     confirmed_via = serializers.ChoiceField(
         choices=Session.Channel.choices, allow_blank=True, read_only=True, help_text="Empty until confirmed."
     )
+    chair_in_at = ClinicTimeField(help_text="When the patient sat down (arrived), in the clinic's zone.")
+    chair_out_at = ClinicTimeField(help_text="When the patient got up (completed), in the clinic's zone.")
     moves = SessionMoveSerializer(many=True, read_only=True)
 
     class Meta:
@@ -308,21 +343,48 @@ class SessionSerializer(serializers.ModelSerializer):
         fields = [
             "id", "series", "number", "of", "patient", "clinic", "chair", "starts_at", "ends_at", "clinic_time",
             "status", "version", "confirmed_at", "confirmed_via", "driver_confirmed", "status_changed_at",
-            "cancellation_reason", "moves",
+            "cancellation_reason", "chair_in_at", "chair_out_at", "makeup_for", "moves",
         ]  # fmt: skip
         read_only_fields = fields
+        extra_kwargs = {"makeup_for": {"help_text": "A make-up: the cancelled or missed session it makes good."}}
 
     def get_clinic_time(self, session: Session) -> str:
         return session.starts_at.astimezone(session.clinic.zone).isoformat()
 
 
+class SeriesGapSerializer(serializers.Serializer):
+    number = serializers.IntegerField(help_text="The session to rebook, or to re-flow from.")
+    text = serializers.CharField()
+
+
+class SeriesListSerializer(serializers.ListSerializer):
+    """Series by the page: why each one is off protocol is read for the whole page in one query."""
+
+    def to_representation(self, data: Any) -> list:
+        page = list(data.all() if isinstance(data, models.manager.BaseManager) else data)
+        self.child.page_gaps = series_gaps(series_ids=[series.pk for series in page])
+        return super().to_representation(page)
+
+
 class SeriesSerializer(serializers.ModelSerializer):
     sessions = SessionSerializer(many=True, read_only=True)
+    off_protocol = serializers.SerializerMethodField(
+        help_text="Where the series has fallen off its protocol (rule 12); empty when it keeps it."
+    )
+    # Set by SeriesListSerializer for a page of series; one series alone reads its own.
+    page_gaps: dict[int, list[SeriesGap]] | None = None
 
     class Meta:
         model = Series
-        fields = ["id", "patient", "protocol", "clinic", "status", "created_at", "sessions"]
+        fields = ["id", "patient", "protocol", "clinic", "status", "created_at", "override_reason", "off_protocol",
+                  "sessions"]  # fmt: skip
         read_only_fields = fields
+        list_serializer_class = SeriesListSerializer
+
+    @extend_schema_field(SeriesGapSerializer(many=True))
+    def get_off_protocol(self, series: Series) -> list[dict]:
+        gaps = self.page_gaps if self.page_gaps is not None else series_gaps(series_ids=[series.pk])
+        return SeriesGapSerializer(gaps.get(series.pk, []), many=True).data
 
 
 class SeriesBookSerializer(serializers.Serializer):
@@ -333,6 +395,10 @@ class SeriesBookSerializer(serializers.Serializer):
     starts = serializers.ListField(
         child=ClinicDateTimeField(), required=False, max_length=52, help_text="Every start, in order."
     )
+    override_reason = serializers.CharField(
+        max_length=300, required=False, allow_blank=True, default="", validators=[validate_single_line],
+        help_text="Why the patient needs a second active series of this protocol (rule 10); kept in the audit trail.",
+    )  # fmt: skip
 
     def validate(self, attrs: dict) -> dict:
         protocol: Protocol = attrs["protocol"]
@@ -377,6 +443,71 @@ class SeriesPreviewSerializer(serializers.Serializer):
     sessions = PlannedSessionSerializer(many=True)
 
 
+class ReflowSerializer(serializers.Serializer):
+    session = ClinicScopedField(
+        queryset=Session.objects.select_related("clinic", "series__protocol"),
+        help_text="A session of this series: an upcoming one to move, or a cancelled or missed one to make good.",
+    )
+    starts_at = ClinicDateTimeField(help_text="Its new start (or the make-up's).")
+    chair = ClinicScopedField(queryset=Chair.objects.all(), required=False, allow_null=True)
+    reason = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+
+    def validate(self, attrs: dict) -> dict:
+        series: Series = self.context["series"]
+        if attrs["session"].series_id != series.pk:
+            raise serializers.ValidationError({"session": "That session belongs to another series."})
+        attrs["starts_at"] = clinic_instant(attrs["starts_at"], series.clinic, field="starts_at")
+        if attrs.get("chair") is not None and attrs["chair"].clinic_id != series.clinic_id:
+            raise serializers.ValidationError({"chair": "That chair belongs to another clinic."})
+        return attrs
+
+
+class ReflowStepSerializer(serializers.Serializer):
+    """One session of a re-flow: where it is and where it goes, on the clinic's wall clock."""
+
+    # Its times are shown in the zone of the context's `clinic`: a step has no clinic of its own.
+
+    number = serializers.IntegerField()
+    session = serializers.IntegerField(source="session_id", allow_null=True, help_text="Null for a make-up.")
+    chair = serializers.IntegerField(source="slot.chair_id", allow_null=True, default=None)
+    changes = serializers.BooleanField(help_text="False for a session that keeps its time.")
+    conflict = serializers.SerializerMethodField()
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # "from" is a Python keyword: it cannot be declared as a class attribute.
+        declared = super().get_fields()
+        return {
+            "number": declared.pop("number"),
+            "session": declared.pop("session"),
+            "from": ClinicTimeField(source="from_starts_at", help_text="Where it is now; null for a make-up."),
+            "to": ClinicTimeField(
+                source="slot.starts_at", help_text="Where it goes (or was asked to go); null where no time was found."
+            ),
+            **declared,
+        }
+
+    @extend_schema_field(ConflictSerializer(allow_null=True))
+    def get_conflict(self, step) -> dict | None:
+        conflict: BookingConflict | None = step.conflict
+        return conflict.as_dict() if conflict else None
+
+
+class ReflowPreviewSerializer(serializers.Serializer):
+    fits = serializers.BooleanField(help_text="True when every step can be placed: committing would book them.")
+    steps = ReflowStepSerializer(many=True, help_text="Stops at the first session that cannot be placed.")
+
+
+class ReflowDoneSerializer(serializers.Serializer):
+    sessions = SessionSerializer(many=True, help_text="The sessions moved or booked, in number order.")
+
+
+REFLOW_ANSWER = PolymorphicProxySerializer(
+    component_name="ReflowAnswer",
+    serializers=[ReflowPreviewSerializer, ReflowDoneSerializer],
+    resource_type_field_name=None,
+)
+
+
 class RescheduleSerializer(serializers.Serializer):
     starts_at = ClinicDateTimeField()
     chair = ClinicScopedField(queryset=Chair.objects.all(), required=False, allow_null=True)
@@ -400,6 +531,14 @@ class ConfirmSerializer(serializers.Serializer):
 
 class MarkSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=[Session.Status.ARRIVED, Session.Status.COMPLETED, Session.Status.NO_SHOW])
+    at = ClinicDateTimeField(
+        required=False, help_text="When it happened (chair-in for arrived, chair-out for completed); default now."
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        if "at" in attrs:
+            attrs["at"] = clinic_moment(attrs["at"], self.context["session"].clinic, field="at")
+        return attrs
 
 
 class SlotSerializer(serializers.Serializer):

@@ -24,17 +24,20 @@ from .locking import lock_clinic_and_patient, lock_patients
 from .models import AuditEvent, Chair, Clinic, Patient, Protocol, Series, Session, SessionMove
 from .selectors import self_service_earliest, session_neighbours
 
-_CONSTRAINT_CONFLICTS = {
-    "session_chair_no_overlap": ("chair_overlap", "That chair was taken by another booking at the same moment."),
+# A constraint's name → the conflict the checks would have given (code, detail, session number).
+_CONSTRAINT_CONFLICTS: dict[str, tuple[str, str, int | None]] = {
+    "session_chair_no_overlap": ("chair_overlap", "That chair was taken by another booking at the same moment.", None),
     "session_patient_no_overlap": (
         "patient_overlap",
         "The patient was booked elsewhere at that time at the same moment.",
+        None,
     ),
     "series_one_active_per_protocol": (
         "series_duplicate",
         "The patient already has an active series of this protocol: give a reason to book another.",
+        1,
     ),
-    "session_number_unique_in_series": ("makeup_taken", "That session of the series is already booked."),
+    "session_number_unique_in_series": ("makeup_taken", "That session of the series is already booked.", None),
 }
 # Channels through which a patient acts alone: the clinic's minimum notice binds them (rule 13).
 SELF_SERVICE = (Session.Channel.LINK, Session.Channel.SMS)
@@ -153,7 +156,7 @@ def series_book(
         if override_reason:
             detail += f"; beside another active series: {override_reason}"
         audit_record(patient=patient.pk, series=series, action="booked", via=via, actor=actor, at=now, detail=detail)
-        signals.sessions_booked.send(sender=Session, sessions=sessions, now=now)
+        signals.sessions_booked.send(sender=Session, sessions=sessions, now=now, via=via)
     return series
 
 
@@ -229,7 +232,9 @@ def session_confirm(
             patient=session.patient_id, session=session, action="confirmed", via=via, actor=actor, at=now, detail=detail
         )
         if previous != session.status:
-            signals.session_status_changed.send(sender=Session, session=session, previous_status=previous, now=now)
+            signals.session_status_changed.send(
+                sender=Session, session=session, previous_status=previous, now=now, via=via
+            )
     return True
 
 
@@ -328,17 +333,26 @@ def _times_detail(session: Session) -> str:
 
 
 def session_undo(
-    *, session: Session, via: str = Session.Channel.STAFF, actor=None, now: datetime | None = None
-) -> Session:
+    *, session: Session, expected: str | None = None, via: str = Session.Channel.STAFF, actor=None,
+    now: datetime | None = None,
+) -> Session:  # fmt: skip
     """Take back the last mark or the cancel (rule 15): arrived → booked or confirmed, completed →
     arrived, no-show → booked or confirmed, cancelled → booked again, where its time is still free
-    and still to come. What the session held before is checked anew, as a booking would be."""
+    and still to come. What the session held before is checked anew, as a booking would be.
+
+    `expected`: the status the caller saw (and checked permissions for); a session that changed
+    meanwhile is refused rather than undone in a way nobody asked for."""
     now = now or timezone.now()
     with _translating_constraint_violations(), transaction.atomic():
         lock_clinic_and_patient(clinic_id=session.clinic_id, patient_id=session.patient_id)
         Series.objects.select_for_update(no_key=True).filter(pk=session.series_id).values_list("pk").get()
         session = Session.objects.select_for_update(no_key=True).select_related("series__protocol").get(pk=session.pk)
         before = session.status
+        if expected is not None and before != expected:
+            raise BookingConflict(
+                "invalid_status", f"The session is {session.get_status_display().lower()} now: look again.",
+                session_number=session.number,
+            )  # fmt: skip
         waiting = Session.Status.CONFIRMED if session.confirmed_at else Session.Status.BOOKED
         if before == Session.Status.COMPLETED:
             session.chair_out_at = None
@@ -411,7 +425,7 @@ def series_cancel(
             )
         series.status = Series.Status.CANCELLED
         series.save(update_fields=["status"])
-        signals.series_cancelled.send(sender=Series, series=series, sessions=cancelled, now=now)
+        signals.series_cancelled.send(sender=Series, series=series, sessions=cancelled, now=now, via=via)
     return series
 
 
@@ -449,8 +463,11 @@ def series_reflow_plan(
     makeup = session.status not in Session.UPCOMING
     _require_reflowable(session, makeup=makeup)
     _require_notice(session, new_start, via=via, now=now)
+    # Later sessions still to come; one whose time has passed unmarked is the nurse's to mark, not to move.
     later = list(
-        Session.objects.filter(series_id=session.series_id, number__gt=session.number, status__in=Session.UPCOMING)
+        Session.objects.filter(
+            series_id=session.series_id, number__gt=session.number, status__in=Session.UPCOMING, starts_at__gt=now
+        )
         .order_by("number")
         .only("pk", "number", "chair_id", "starts_at", "ends_at")
     )
@@ -495,7 +512,7 @@ def series_reflow(
         changed = [_reflow_apply(step, session, series, reason=reason, via=via, actor=actor, now=now) for step in steps
                    if step.changes]  # fmt: skip
         _series_refresh_status(series.pk)
-        signals.series_reflowed.send(sender=Series, series=series, sessions=changed, now=now)
+        signals.series_reflowed.send(sender=Series, series=series, sessions=changed, now=now, via=via)
     return changed
 
 
@@ -755,7 +772,7 @@ def _move(
         + (f": {reason}" if reason else ""),
     )  # fmt: skip
     signals.session_moved.send(
-        sender=Session, session=session, previous_starts_at=previous_start, now=now, in_reflow=quiet
+        sender=Session, session=session, previous_starts_at=previous_start, now=now, in_reflow=quiet, via=via
     )
     return session
 
@@ -781,7 +798,7 @@ def _set_status(
         detail=detail,
     )  # fmt: skip
     signals.session_status_changed.send(
-        sender=Session, session=session, previous_status=previous, now=now, with_series=with_series
+        sender=Session, session=session, previous_status=previous, now=now, with_series=with_series, via=via
     )
 
 
@@ -865,5 +882,5 @@ def _translating_constraint_violations() -> Iterator[None]:
         name = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None)
         if name not in _CONSTRAINT_CONFLICTS:
             raise
-        code, detail = _CONSTRAINT_CONFLICTS[name]
-        raise BookingConflict(code, detail) from exc
+        code, detail, number = _CONSTRAINT_CONFLICTS[name]
+        raise BookingConflict(code, detail, session_number=number) from exc

@@ -6,7 +6,8 @@ core never imports it.
 
 from django.dispatch import Signal
 
-# Each is sent with `now`, the moment the booking service acted on.
+# Each is sent with `now`, the moment the booking service acted on, and `via`, the channel it
+# came through (Session.Channel: staff, api, link, sms).
 # sessions: list[Session]
 sessions_booked = Signal()
 # session: Session (already moved), previous_starts_at: datetime; in_reflow: True when a re-flow

@@ -10,6 +10,7 @@ from django.utils import timezone
 from playwright.sync_api import sync_playwright
 
 from notifications.links import link_create
+from notifications.patient_text import when_text
 from sessions.clock import local_date, wall_clock
 from sessions.models import AuditEvent, Session
 from sessions.services import series_book
@@ -86,3 +87,36 @@ def test_a_patient_confirms_then_moves_the_visit_on_a_phone(live_server):
         ("confirmed", Session.Channel.LINK),
         ("moved", Session.Channel.LINK),
     ]
+
+
+def test_a_patient_moves_a_visit_and_re_spaces_the_later_ones_on_a_phone(live_server):
+    session, token = visit_link()
+    session.clinic.patients_may_reflow = True
+    session.clinic.save()
+    fourth = session.series.sessions.get(number=4)
+
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True).new_page()
+        page.goto(f"{live_server.url}/r/{token}?step=move")
+        further = page.locator("#reflow-form label.slot")
+        assert further.count() > 0
+        further.first.click()
+        wanted = page.locator("#reflow-form").get_by_role("radio", checked=True).get_attribute("value")
+        page.get_by_role("button", name="See my new times").click()
+        page.get_by_role("heading", name="Your new times").wait_for()
+        assert page.get_by_text("Visit 4 of 6").is_visible()
+
+        page.get_by_role("button", name="Move and re-space my later visits").click()
+        page.get_by_text("Your later visits have new times too").wait_for()
+        listed = page.locator("section[aria-labelledby=visits-heading] li").all_inner_texts()
+        browser.close()
+
+    moved, fourth_now = Session.objects.get(pk=session.pk), Session.objects.get(pk=fourth.pk)
+    assert moved.starts_at == datetime.fromisoformat(wanted)
+    assert fourth_now.starts_at > fourth.starts_at  # re-spaced after the moved visit
+    new_time = when_text(fourth_now.starts_at.astimezone(session.clinic.zone), "en")
+    assert any(line.startswith("Visit 4 of 6") and line.endswith(new_time) for line in listed), listed
