@@ -2,7 +2,8 @@
 badges, and a summary of the day (sessions, confirmed share, chairs in use, staffing headroom).
 
 Built from a fixed number of queries whatever the day holds: the clinic's chairs, hours, closed
-date, staffing blocks and one query for the sessions with everything their badges need.
+date, staffing blocks, one query for the sessions with everything their badges need, and the
+gap watch of their series (rule 12) in one or two more.
 """
 
 import re
@@ -14,7 +15,7 @@ from django.utils import timezone
 from sessions.clock import wall_clock
 from sessions.models import Chair, Clinic, Session
 
-from .selectors import board_sessions
+from .selectors import GapNotice, Marks, board_sessions, series_gap_notices, session_marks
 
 DAY_MINUTES = 24 * 60
 # A day with no opening hours (closed, or not configured) still shows working hours.
@@ -37,8 +38,9 @@ class Card:
     count: int
     badges: list[Badge]
     started: bool
-    # Whether the session is on the clinic's today: arrivals are marked on the day.
-    today: bool
+    marks: Marks
+    # Why the session's series is off its protocol, if it is.
+    gaps: list[GapNotice] = field(default_factory=list)
     # Where the card sits on its chair's row, as percentages of the day's grid.
     left: float = 0.0
     width: float = 0.0
@@ -67,27 +69,16 @@ class Card:
 
     @property
     def has_problem(self) -> bool:
-        return any(b.kind in ("failed", "optout") for b in self.badges)
+        return any(b.kind in ("failed", "optout", "offprotocol") for b in self.badges)
 
     @property
     def is_upcoming(self) -> bool:
         return self.session.status in Session.UPCOMING
 
     @property
-    def can_arrive(self) -> bool:
-        return self.is_upcoming and self.today
-
-    @property
-    def can_complete(self) -> bool:
-        return self.session.status == Session.Status.ARRIVED
-
-    @property
-    def can_no_show(self) -> bool:
-        return self.is_upcoming and self.started
-
-    @property
-    def can_mark(self) -> bool:
-        return self.can_arrive or self.can_complete or self.can_no_show
+    def gap_to_act_on(self) -> GapNotice | None:
+        """The series' first gap that a re-flow or a make-up can still put right."""
+        return next((gap for gap in self.gaps if gap.session_id is not None), None)
 
 
 @dataclass
@@ -170,7 +161,8 @@ def board_build(*, clinic: Clinic, day: date, now: datetime | None = None) -> Bo
     closed = clinic.closed_dates.filter(date=day).order_by().values_list("reason", flat=True).first()
     blocks = list(clinic.staffing_blocks.order_by())
     sessions = board_sessions(clinic=clinic, day=day)
-    cards = [_card(s, zone, now) for s in sessions]
+    gaps = series_gap_notices(series_ids={s.series_id for s in sessions}, now=now)
+    cards = [_card(s, zone, now, gaps.get(s.series_id, [])) for s in sessions]
     on_grid = [c for c in cards if c.session.status in Session.HOLDING or c.session.status == Session.Status.NO_SHOW]
     used_chairs = {c.session.chair_id for c in on_grid}
     chairs = sorted(
@@ -209,20 +201,23 @@ def _natural(name: str) -> list[tuple[int, int | str]]:
     return [(0, int(part)) if part.isdigit() else (1, part.lower()) for part in re.split(r"(\d+)", name) if part]
 
 
-def _card(session: Session, zone, now: datetime) -> Card:
+def _card(session: Session, zone, now: datetime, gaps: list[GapNotice]) -> Card:
     return Card(
         session=session,
         starts=session.starts_at.astimezone(zone),
         ends=session.ends_at.astimezone(zone),
         count=session.series.protocol.session_count,
-        badges=_badges(session, now),
+        badges=_badges(session, now, gaps),
         started=session.starts_at <= now,
-        today=session.starts_at.astimezone(zone).date() == now.astimezone(zone).date(),
+        marks=session_marks(session=session, zone=zone, now=now, number_held=session.number_held),
+        gaps=gaps,
     )
 
 
-def _badges(session: Session, now: datetime) -> list[Badge]:
+def _badges(session: Session, now: datetime, gaps: list[GapNotice]) -> list[Badge]:
     badges = []
+    if gaps:
+        badges.append(Badge("offprotocol", "Off protocol", "; ".join(gap.text for gap in gaps)))
     if session.confirmed_at is not None and session.status != Session.Status.CANCELLED:
         badges.append(Badge("confirmed", "Confirmed", f"via {session.get_confirmed_via_display()}"))
     elif session.status == Session.Status.BOOKED and now < session.starts_at <= now + SOON:

@@ -1,6 +1,6 @@
 """The staff pages' forms: they parse and check input; the booking services decide."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 
 from django import forms
 from django.db.models import QuerySet
@@ -116,6 +116,13 @@ class SeriesForm(forms.Form):
     protocol = forms.ModelChoiceField(queryset=Protocol.objects.none(), empty_label="Choose a protocol")
     first_start = WallClockField(label="First session", help_text="Clinic time. Later sessions are placed for you.")
     chair = forms.ModelChoiceField(queryset=Chair.objects.none(), required=False, empty_label="Any free chair")
+    # Offered when the preview finds another active series of the protocol (rule 10).
+    override_reason = forms.CharField(
+        label="Book anyway — reason",
+        max_length=300,
+        required=False,
+        help_text="Why this patient needs a second active series of this protocol; kept in the audit trail.",
+    )
 
     def __init__(self, *args, clinic: Clinic, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -126,15 +133,44 @@ class SeriesForm(forms.Form):
     def clean_first_start(self) -> datetime:
         return clinic_instant(self.cleaned_data["first_start"], self.clinic)
 
+    def clean_override_reason(self) -> str:
+        return " ".join(self.cleaned_data["override_reason"].split())
+
 
 class CancelForm(forms.Form):
     reason = forms.CharField(max_length=300, widget=forms.TextInput(attrs={"placeholder": "Reason"}))
 
 
 class MarkForm(forms.Form):
+    """A mark and, for arrived or completed, the actual chair-in or chair-out time when it was
+    not now: clinic wall-clock time on the session's day."""
+
     status = forms.ChoiceField(
-        choices=[(s, s.label) for s in (Session.Status.ARRIVED, Session.Status.COMPLETED, Session.Status.NO_SHOW)]
+        choices=[(s, s.label) for s in (Session.Status.ARRIVED, Session.Status.COMPLETED, Session.Status.NO_SHOW)],
+        error_messages={"required": "Choose arrived, completed or no-show.",
+                        "invalid_choice": "Choose arrived, completed or no-show."},
+    )  # fmt: skip
+    at = forms.TimeField(
+        required=False,
+        input_formats=["%H:%M"],
+        widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+        error_messages={"invalid": "Enter the time as HH:MM, e.g. 09:05."},
     )
+
+    def __init__(self, *args, session: Session, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.session = session
+
+    def clean_at(self) -> datetime | None:
+        wall: time | None = self.cleaned_data["at"]
+        if wall is None:
+            return None
+        zone = self.session.clinic.zone
+        day = self.session.starts_at.astimezone(zone).date()
+        try:
+            return to_utc(datetime.combine(day, wall), zone)
+        except LocalTimeError as exc:
+            raise forms.ValidationError(str(exc), code="local_time") from exc
 
 
 class ConfirmForm(forms.Form):
@@ -142,12 +178,30 @@ class ConfirmForm(forms.Form):
 
 
 class MoveForm(forms.Form):
-    """One of the offered slots, as "<chair id>@<UTC start>" so the move is exactly the slot shown."""
+    """One of the offered slots, as "<chair id>@<UTC start>" so the move is exactly the slot shown,
+    or another time the scheduler enters (the chair kept where free)."""
 
-    slot = forms.CharField(max_length=60)
+    slot = forms.CharField(max_length=60, required=False)
+    starts_at = WallClockField(label="Or another time", required=False)
     reason = forms.CharField(max_length=300, required=False)
 
-    def clean_slot(self) -> tuple[int, datetime]:
+    def __init__(self, *args, clinic: Clinic, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.clinic = clinic
+
+    def clean_starts_at(self) -> datetime | None:
+        value = self.cleaned_data["starts_at"]
+        return clinic_instant(value, self.clinic) if value is not None else None
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if not self.errors and (cleaned.get("slot") is None) == (cleaned.get("starts_at") is None):
+            raise forms.ValidationError("Choose one of the offered times, or enter another time.")
+        return cleaned
+
+    def clean_slot(self) -> tuple[int, datetime] | None:
+        if not self.cleaned_data["slot"]:
+            return None
         chair, _, starts = self.cleaned_data["slot"].partition("@")
         try:
             starts_at = datetime.fromisoformat(starts)
@@ -160,6 +214,32 @@ class MoveForm(forms.Form):
 
 def slot_value(chair_id: int, starts_at: datetime) -> str:
     return f"{chair_id}@{starts_at.astimezone(UTC).isoformat()}"
+
+
+class ReflowForm(forms.Form):
+    """A re-flow (rule 11): the new time of the session, or of its make-up, and optionally its
+    chair. Committing carries `plan`, the changes the preview showed, so that what is booked is
+    what the scheduler saw."""
+
+    starts_at = WallClockField(label="New time", help_text="Clinic time. Later sessions are re-spaced for you.")
+    chair = forms.ModelChoiceField(
+        queryset=Chair.objects.none(), required=False, empty_label="Its chair, else any free"
+    )
+    reason = forms.CharField(max_length=300, required=False)
+    plan = forms.CharField(max_length=2000, required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, clinic: Clinic, **kwargs) -> None:
+        super().__init__(*args, prefix="reflow", **kwargs)
+        self.clinic = clinic
+        self.fields["chair"].queryset = clinic.chairs.filter(is_active=True)
+
+    def clean_starts_at(self) -> datetime:
+        return clinic_instant(self.cleaned_data["starts_at"], self.clinic)
+
+
+def reflow_signature(changes: list[tuple[int, int, datetime]]) -> str:
+    """(number, chair id, start) of each session a re-flow books or moves, as one string."""
+    return ";".join(f"{number}:{slot_value(chair_id, starts_at)}" for number, chair_id, starts_at in changes)
 
 
 class CodeForm(forms.Form):

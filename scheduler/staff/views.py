@@ -9,22 +9,24 @@ A booking rule that refuses a change is shown as a message on the page, never as
 from base64 import b32encode
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import wraps
 from itertools import groupby
 
 import django_otp
 from axes.helpers import get_cool_off, get_failure_limit
+from django import forms as django_forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -34,7 +36,7 @@ from sessions import selectors as booking_selectors
 from sessions import services
 from sessions.access import clinics_for
 from sessions.calendar import BookingConflict
-from sessions.models import AuditEvent, Clinic, Session
+from sessions.models import AuditEvent, Chair, Clinic, Session
 
 from . import forms, selectors, two_factor
 from .board import board_build
@@ -69,10 +71,18 @@ def _refusals_shown(request: HttpRequest, prefix: str) -> Iterator[None]:
     try:
         yield
     except BookingConflict as conflict:
-        rule = f" (rule {conflict.rule}: {conflict.rule_text}.)" if conflict.rule else ""
-        messages.error(request, f"{prefix}: {conflict.detail}{rule}")
+        _refusal_shown(request, prefix, conflict)
     except ValidationError as error:
         messages.error(request, f"{prefix}: {' '.join(error.messages)}")
+
+
+def _refusal_shown(request: HttpRequest, prefix: str, conflict: BookingConflict) -> None:
+    rule = f" (rule {conflict.rule}: {conflict.rule_text}.)" if conflict.rule else ""
+    messages.error(request, f"{prefix}: {conflict.detail}{rule}")
+
+
+def _form_errors(form: django_forms.Form) -> str:
+    return " ".join(error for errors in form.errors.values() for error in errors)
 
 
 def _board_url(clinic_id: int, day: date) -> str:
@@ -101,15 +111,7 @@ def home(request: HttpRequest) -> HttpResponse:
 def board(request: HttpRequest, clinic_id: int) -> HttpResponse:
     clinic = get_object_or_404(clinics_for(request.user), pk=clinic_id)
     day = _day(request.GET.get("date", ""), clinic)
-    # Asked once here, not once per session row in the template.
-    can = {
-        action: request.user.has_perm(f"booking.{permission}")
-        for action, permission in (
-            ("mark", "mark_attendance"), ("confirm", "confirm_session"), ("move", "move_session"),
-            ("cancel", "cancel_session"),
-        )
-    }  # fmt: skip
-    context = {"board": board_build(clinic=clinic, day=day), "can": can}
+    context = {"board": board_build(clinic=clinic, day=day), "can": _session_actions(request)}
     return _render(request, "staff/board.html", context, section="board")
 
 
@@ -128,14 +130,53 @@ def _day(value: str, clinic: Clinic) -> date:
 @staff_view("booking.mark_attendance")
 def session_mark(request: HttpRequest, session_id: int) -> HttpResponse:
     session = get_object_or_404(selectors.sessions_for(request.user), pk=session_id)
-    form = forms.MarkForm(request.POST)
+    form = forms.MarkForm(request.POST, session=session)
     if not form.is_valid():
-        messages.error(request, "Choose arrived, completed or no-show.")
+        messages.error(request, f"Not marked: {_form_errors(form)}")
         return _back_to_board(request, session)
     status = Session.Status(form.cleaned_data["status"])
     with _refusals_shown(request, "Not marked"):
-        services.session_mark(session=session, status=status, actor=request.user)
-        messages.success(request, f"{session.patient}: session {session.number} marked {status.label.lower()}.")
+        marked = services.session_mark(
+            session=session, status=status, at=form.cleaned_data["at"], via=Session.Channel.STAFF, actor=request.user
+        )
+        messages.success(
+            request, f"{session.patient}: session {session.number} marked {status.label.lower()}{_chair_times(marked)}."
+        )
+    return _back_to_board(request, session)
+
+
+def _chair_times(session: Session) -> str:
+    zone = session.clinic.zone
+    if session.chair_out_at is not None:
+        return f", chair-out {session.chair_out_at.astimezone(zone):%H:%M}"
+    if session.chair_in_at is not None:
+        return f", chair-in {session.chair_in_at.astimezone(zone):%H:%M}"
+    return ""
+
+
+# Undoing a mark is the nurse's; undoing a cancel books the session again, as a scheduler does.
+UNDO_PERMISSION = {
+    Session.Status.ARRIVED: "booking.mark_attendance",
+    Session.Status.COMPLETED: "booking.mark_attendance",
+    Session.Status.NO_SHOW: "booking.mark_attendance",
+    Session.Status.CANCELLED: "booking.cancel_session",
+}
+
+
+@require_POST
+@staff_view()
+def session_undo(request: HttpRequest, session_id: int) -> HttpResponse:
+    session = get_object_or_404(selectors.sessions_for(request.user), pk=session_id)
+    if not request.user.has_perm(UNDO_PERMISSION.get(session.status, "booking.mark_attendance")):
+        raise PermissionDenied
+    before = session.get_status_display().lower()
+    with _refusals_shown(request, "Not undone"):
+        undone = services.session_undo(session=session, via=Session.Channel.STAFF, actor=request.user)
+        messages.success(
+            request,
+            f"{session.patient}: session {session.number} is no longer {before}; "
+            f"it is {undone.get_status_display().lower()} again.",
+        )
     return _back_to_board(request, session)
 
 
@@ -174,32 +215,178 @@ def session_cancel(request: HttpRequest, session_id: int) -> HttpResponse:
 
 @staff_view("booking.move_session")
 def session_move(request: HttpRequest, session_id: int) -> HttpResponse:
+    """Move one session to an offered slot or another time. One that only a re-flow can move
+    (the series gap pins it) is sent to the re-flow preview at the time asked for."""
     session = get_object_or_404(selectors.sessions_for(request.user), pk=session_id)
-    if request.method == "POST":
-        form = forms.MoveForm(request.POST)
-        chair = None
-        if form.is_valid():
-            chair_id, starts_at = form.cleaned_data["slot"]
-            chair = session.clinic.chairs.filter(pk=chair_id).first()
+    if not session.is_upcoming:
+        return redirect("staff:session-reflow", session_id=session.pk)
+    if request.method != "POST":
+        return _move_page(request, session, forms.ReflowForm(clinic=session.clinic, initial=_reflow_initial(session)))
+    form = forms.MoveForm(request.POST, clinic=session.clinic)
+    if not form.is_valid():
+        messages.error(request, f"Not moved: {_form_errors(form)}")
+        return redirect("staff:session-move", session_id=session.pk)
+    chair, starts_at = None, form.cleaned_data["starts_at"]
+    if form.cleaned_data["slot"] is not None:
+        chair_id, starts_at = form.cleaned_data["slot"]
+        chair = session.clinic.chairs.filter(pk=chair_id).first()
         if chair is None:
             messages.error(request, "Not moved: choose one of the offered times.")
             return redirect("staff:session-move", session_id=session.pk)
-        with _refusals_shown(request, "Not moved"):
-            moved = services.session_reschedule(
-                session=session,
-                starts_at=starts_at,
-                chair=chair,
-                reason=form.cleaned_data["reason"],
-                via=Session.Channel.STAFF,
-                actor=request.user,
-            )
-            when = session.clinic.local(moved.starts_at)
-            messages.success(request, f"{session.patient}: session {session.number} moved to {when:%a %d %b %H:%M}.")
-            return redirect(_board_url(session.clinic_id, when.date()))
+    try:
+        moved = services.session_reschedule(
+            session=session, starts_at=starts_at, chair=chair, reason=form.cleaned_data["reason"],
+            via=Session.Channel.STAFF, actor=request.user,
+        )  # fmt: skip
+    except BookingConflict as conflict:
+        _refusal_shown(request, "Not moved", conflict)
+        if conflict.code != "series_gap":
+            return redirect("staff:session-move", session_id=session.pk)
+        messages.info(
+            request, f"Session {session.number} cannot move there alone: move it and re-space the later sessions below."
+        )
+        return redirect(_reflow_url(session, starts_at, chair))
+    except ValidationError as error:
+        messages.error(request, f"Not moved: {' '.join(error.messages)}")
         return redirect("staff:session-move", session_id=session.pk)
+    when = session.clinic.local(moved.starts_at)
+    messages.success(request, f"{session.patient}: session {session.number} moved to {when:%a %d %b %H:%M}.")
+    return redirect(_board_url(session.clinic_id, when.date()))
+
+
+@staff_view("booking.move_session")
+def session_reflow(request: HttpRequest, session_id: int) -> HttpResponse:
+    """Re-flow (rule 11): GET previews, POST commits. For an upcoming session, move it and
+    re-space the later ones; for a cancelled or missed one, book its make-up and re-space."""
+    session = get_object_or_404(selectors.sessions_for(request.user), pk=session_id)
+    if request.method == "POST":
+        return _reflow_commit(request, session)
+    asked = "reflow-starts_at" in request.GET
+    form = forms.ReflowForm(request.GET if asked else None, clinic=session.clinic, initial=_reflow_initial(session))
+    steps = None
+    if asked and form.is_valid():
+        with _refusals_shown(request, "No preview"):
+            steps = services.series_reflow_plan(
+                session=session, starts_at=form.cleaned_data["starts_at"], chair=form.cleaned_data["chair"],
+                via=Session.Channel.STAFF,
+            )  # fmt: skip
+    return _move_page(request, session, form, steps)
+
+
+class _PlanChanged(Exception):
+    """The re-flow would now book other times than the preview showed."""
+
+
+def _reflow_commit(request: HttpRequest, session: Session) -> HttpResponse:
+    form = forms.ReflowForm(request.POST, clinic=session.clinic)
+    if not form.is_valid():
+        messages.error(request, f"Not re-flowed: {_form_errors(form)}")
+        return redirect("staff:session-reflow", session_id=session.pk)
+    starts_at, chair = form.cleaned_data["starts_at"], form.cleaned_data["chair"]
+    changed = None
+    with _refusals_shown(request, "Not re-flowed"):
+        try:
+            changed = _reflow_as_previewed(request, session, form)
+        except _PlanChanged:
+            messages.error(request, "Not re-flowed: the times changed since the preview. Check them and commit again.")
+        except IntegrityError:
+            # The overlap constraints are checked when the whole change commits.
+            messages.error(request, "Not re-flowed: another booking took one of these times at the same moment.")
+    if changed is None:
+        return redirect(_reflow_url(session, starts_at, chair))
+    zone = session.clinic.zone
+    times = "; ".join(
+        f"session {s.number} {'made up on' if s.makeup_for_id else 'moved to'} "
+        f"{s.starts_at.astimezone(zone):%a %d %b %H:%M}"
+        for s in changed
+    )
+    messages.success(request, f"{session.patient}: {times or 'nothing needed to change'}.")
+    return redirect(reverse("staff:patient", args=[session.patient_id]) + f"#series-{session.series_id}")
+
+
+def _reflow_as_previewed(request: HttpRequest, session: Session, form: forms.ReflowForm) -> list[Session]:
+    """The calendar may have changed since the preview: the patient must not be sent times the
+    scheduler never saw, so an outcome other than the preview's is rolled back."""
+    with transaction.atomic():
+        changed = services.series_reflow(
+            session=session, starts_at=form.cleaned_data["starts_at"], chair=form.cleaned_data["chair"],
+            reason=form.cleaned_data["reason"], via=Session.Channel.STAFF, actor=request.user,
+        )  # fmt: skip
+        booked = forms.reflow_signature([(s.number, s.chair_id, s.starts_at) for s in changed])
+        if booked != form.cleaned_data["plan"]:
+            raise _PlanChanged
+    return changed
+
+
+def _reflow_url(session: Session, starts_at: datetime, chair: Chair | None) -> str:
+    query = {"reflow-starts_at": f"{session.clinic.local(starts_at):%Y-%m-%dT%H:%M}"}
+    if chair is not None:
+        query["reflow-chair"] = str(chair.pk)
+    return f"{reverse('staff:session-reflow', args=[session.pk])}?{urlencode(query)}#reflow"
+
+
+def _reflow_initial(session: Session) -> dict:
+    """The session's own time; for a make-up whose time has passed, that time of day on the next
+    day it is still to come."""
+    clinic = session.clinic
+    start = clinic.local(session.starts_at).replace(tzinfo=None)
+    now = clinic.local(timezone.now()).replace(tzinfo=None)
+    if start <= now:
+        start = datetime.combine(now.date(), start.time())
+        start += timedelta(days=1) if start <= now else timedelta(0)
+    return {"starts_at": start}
+
+
+def _move_page(
+    request: HttpRequest,
+    session: Session,
+    reflow: forms.ReflowForm,
+    steps: list[services.ReflowStep] | None = None,
+) -> HttpResponse:
     history = AuditEvent.objects.filter(session=session).select_related("actor")
-    context = {"session": session, "days": _slot_days(session), "history": history}
+    context = {
+        "session": session,
+        "days": _slot_days(session) if session.is_upcoming else [],
+        "window": selectors.session_gap_window(session=session) if session.is_upcoming else None,
+        "history": history,
+        "reflow": reflow,
+        "preview": _reflow_preview(session, steps) if steps is not None else None,
+    }
     return _render(request, "staff/move.html", context, section="board")
+
+
+def _reflow_preview(session: Session, steps: list[services.ReflowStep]) -> dict:
+    clinic = session.clinic
+    chair_names = dict(clinic.chairs.values_list("id", "name"))
+    rows = [
+        {
+            "number": step.number,
+            "from": clinic.local(step.from_starts_at) if step.from_starts_at else None,
+            "to": clinic.local(step.slot.starts_at) if step.slot else None,
+            "chair": chair_names.get(step.slot.chair_id) if step.slot else None,
+            "makeup": step.session_id is None,
+            "changes": step.changes,
+            "conflict": step.conflict,
+            "why": _conflict_detail(step.conflict, step.number),
+        }
+        for step in steps
+    ]
+    blocked = any(step.conflict for step in steps)
+    unplanned = []
+    if blocked:  # the steps stop at the session that cannot be placed: name those left after it
+        later = Session.objects.filter(
+            series_id=session.series_id, number__gt=steps[-1].number, status__in=Session.UPCOMING
+        )
+        unplanned = sorted(set(later.values_list("number", flat=True)))
+    return {
+        "rows": rows,
+        "unplanned": unplanned,
+        "blocked": blocked,
+        "bookable": not blocked and any(step.changes for step in steps),
+        "plan": forms.reflow_signature(
+            [(step.number, step.slot.chair_id, step.slot.starts_at) for step in steps if step.slot and step.changes]
+        ),
+    }
 
 
 def _slot_days(session: Session) -> list[tuple[date, list[dict]]]:
@@ -236,9 +423,19 @@ def patient(request: HttpRequest, patient_id: int) -> HttpResponse:
     found = get_object_or_404(
         selectors.patients_for(request.user).select_related("clinic", "contact_status"), pk=patient_id
     )
-    return _render(
-        request, "staff/patient.html", {"record": selectors.patient_record(patient=found)}, section="patients"
-    )
+    context = {"record": selectors.patient_record(patient=found), "can": _session_actions(request)}
+    return _render(request, "staff/patient.html", context, section="patients")
+
+
+def _session_actions(request: HttpRequest) -> dict[str, bool]:
+    """Asked once per page, not once per session row in the template."""
+    return {
+        action: request.user.has_perm(f"booking.{permission}")
+        for action, permission in (
+            ("mark", "mark_attendance"), ("confirm", "confirm_session"), ("move", "move_session"),
+            ("cancel", "cancel_session"),
+        )
+    }  # fmt: skip
 
 
 @staff_view("booking.add_series")
@@ -276,6 +473,7 @@ def book_series(request: HttpRequest, patient_id: int) -> HttpResponse:
             "protocol": form.cleaned_data["protocol"],
             "first_start": form.cleaned_data["first_start"],
             "chair": form.cleaned_data["chair"],
+            "override_reason": form.cleaned_data["override_reason"],
         }
         if request.POST.get("action") == "book":
             with _refusals_shown(request, "Not booked"):
@@ -299,12 +497,21 @@ def _preview(booking: dict, planned: list[services.PlannedSession]) -> dict:
             "ends": clinic.local(p.slot.ends_at) if p.slot else None,
             "chair": chair_names.get(p.slot.chair_id) if p.slot else None,
             "conflict": p.conflict,
+            "why": _conflict_detail(p.conflict, p.number),
         }
         for p in planned
     ]
     unplaced = list(range(len(rows) + 1, protocol.session_count + 1))
     bookable = not unplaced and all(p.conflict is None for p in planned)
-    return {"rows": rows, "unplaced": unplaced, "bookable": bookable, "protocol": protocol}
+    duplicate = any(p.conflict is not None and p.conflict.code == "series_duplicate" for p in planned)
+    return {"rows": rows, "unplaced": unplaced, "bookable": bookable, "protocol": protocol, "duplicate": duplicate}
+
+
+def _conflict_detail(conflict: BookingConflict | None, number: int) -> str:
+    """A refusal's detail without the "Session N: " that its preview row already says."""
+    if conflict is None:
+        return ""
+    return conflict.detail.removeprefix(f"Session {conflict.session_number or number}: ")
 
 
 # Inbox and outbox

@@ -1,7 +1,7 @@
 """Builders for the staff pages' tests: users in a role, and days of sessions written directly,
 so a test can hold a full board without booking 80 series one by one."""
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.contrib.auth.models import Group, User
 from django.test import Client
@@ -9,9 +9,12 @@ from django.test import Client
 from notifications.models import Channel, Message, Purpose
 from sessions.clock import wall_clock
 from sessions.models import Chair, Clinic, Patient, Protocol, Series, Session
-from tests.factories import patient_make
+from tests.factories import clinic_make, patient_make, staffing_make
 
 PASSWORD = "staff-test-password"
+# The browser tests drive Debian's Chromium.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 def staff_user(role: str, *, clinics: tuple[Clinic, ...] = (), username: str | None = None) -> User:
@@ -94,3 +97,19 @@ def day_of_sessions(clinic: Clinic, protocol: Protocol, day: date, count: int, *
         for s in sessions[::5]
     )
     return sessions
+
+
+def clinic_at_midday(**fields) -> Clinic:
+    """A clinic, open all day, whose wall clock reads between 12:00 and 13:00 now: a test can
+    then place this morning's sessions and their chair-in and chair-out times on one day, in the
+    past, whenever it runs."""
+    offset = 12 - datetime.now(UTC).hour  # hours east of UTC, -11 to +12
+    # The Etc zones are named the POSIX way: "Etc/GMT-3" is three hours east of UTC.
+    clinic = clinic_make(time_zone=f"Etc/GMT{-offset:+d}", opens=time(0), closes=time(23, 59), chairs=2, **fields)
+    staffing_make(clinic, nurses=2, per_nurse=3)
+    return clinic
+
+
+def wall(day: date, hour: int, minute: int = 0) -> str:
+    """A datetime-local value, as the browser sends it."""
+    return datetime.combine(day, time(hour, minute)).isoformat(timespec="minutes")

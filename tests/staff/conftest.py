@@ -18,6 +18,16 @@ def _no_broker_kick(settings) -> None:
 
 
 @pytest.fixture
+def quiet_browser_run(settings, monkeypatch) -> None:
+    """For the browser tests: nothing leaves the test, and the test may read the database
+    between page steps."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    # Playwright's sync API keeps an event loop in this thread, so Django takes the test's own
+    # (synchronous) database reads between page steps for calls from async code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture
 def clinic(db) -> Clinic:
     clinic = clinic_make(chairs=3, opens=time(8), closes=time(18), buffer_minutes=15)
     staffing_make(clinic, nurses=2, per_nurse=3, starts=time(8), ends=time(18))

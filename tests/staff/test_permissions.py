@@ -34,6 +34,7 @@ def session(clinic, booster, patient, later) -> Session:
         ("staff:patients", []),
         ("staff:patient", [1]),
         ("staff:session-move", [1]),
+        ("staff:session-reflow", [1]),
         ("staff:inbox", []),
         ("staff:outbox", []),
     ],

@@ -22,22 +22,15 @@ from sessions.models import Clinic, Patient, Protocol, Series, Session
 from sessions.services import series_book, session_confirm
 from tests.factories import patient_make
 
-CHROMIUM = "/usr/bin/chromium"
+from .builders import CHROMIUM, CHROMIUM_ARGS
+
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("quiet_browser_run"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _quiet_outside_the_test(settings, monkeypatch) -> None:
-    settings.REMINDER_KICK_ON_BOOKING = False
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    # Playwright's sync API keeps an event loop in this thread, so Django takes the test's own
-    # (synchronous) database reads between page steps for calls from async code.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 def busy_wednesday(clinic: Clinic) -> date:
@@ -87,10 +80,7 @@ def test_a_scheduler_books_moves_and_cancels_from_the_pages(live_server):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     with sync_playwright() as driver:
-        browser = driver.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(f"{live_server.url}/staff/")
         page.get_by_label("Username").fill(DEMO_USERNAME)
