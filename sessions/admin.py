@@ -199,7 +199,10 @@ class ReadOnlyAdmin(ReadOnly, ClinicScopedAdmin):
 
 class SessionInline(ClinicScopedInline):
     model = Session
-    fields = ["number", "chair", "starts_at", "ends_at", "status", "confirmed_at", "driver_confirmed"]
+    fields = [
+        "number", "chair", "starts_at", "ends_at", "status", "confirmed_at", "driver_confirmed", "chair_in_at",
+        "chair_out_at", "makeup_for",
+    ]  # fmt: skip
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -210,7 +213,7 @@ class SessionInline(ClinicScopedInline):
 
 @admin.register(Series)
 class SeriesAdmin(ReadOnlyAdmin):
-    list_display = ["patient", "protocol", "clinic", "status", "created_at"]
+    list_display = ["patient", "protocol", "clinic", "status", "created_at", "override_reason"]
     list_filter = ["clinic", "status"]
     list_select_related = ["patient", "protocol", "clinic"]
     inlines = [SessionInline]

@@ -357,6 +357,10 @@ class Session(models.Model):
         indexes = [
             models.Index(fields=["clinic", "starts_at"], name="session_clinic_start_idx"),
             models.Index(fields=["patient", "starts_at"], name="session_patient_start_idx"),
+            # Every clinic's visits still to come, by start: the tick's look for drivers unconfirmed.
+            models.Index(
+                fields=["starts_at"], condition=Q(status__in=["booked", "confirmed"]), name="session_upcoming_start_idx"
+            ),
         ]
         permissions = [
             ("move_session", "Can move a session"),

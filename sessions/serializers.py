@@ -239,7 +239,7 @@ class ClinicSerializer(WallClockTimes, ApiModelSerializer):
         fields = [
             "id", "name", "time_zone", "phone", "address", "sender_name", "message_window_start", "message_window_end",
             "turnover_buffer_minutes", "slot_minutes", "max_starts_per_slot", "cancellation_notice_hours",
-            "opening_hours", "closed_dates", "staffing_blocks",
+            "self_service_notice_hours", "patients_may_reflow", "opening_hours", "closed_dates", "staffing_blocks",
         ]  # fmt: skip
 
     def validate(self, attrs: dict) -> dict:
