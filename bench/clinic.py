@@ -3,10 +3,12 @@ spec's three protocols and 20,000 sessions booked from tomorrow on, taking about
 chair time (turnover included).
 
 The sessions are laid out here in memory on the clinic's 15-minute grid, keeping the rules the
-service enforces (hours, chair with turnover, patient, staffing, stagger cap, series gaps), and
-written with bulk_create: booking them one by one through the service would take minutes.
-Series are laid out from a few weeks back, so the coming days are as full as later ones; the
-sessions of theirs that fall before tomorrow are written as completed.
+service enforces (hours, chair with turnover, patient, staffing, stagger cap, series gaps, and
+across a patient's series: each protocol's minimum gap between any two of their infusions, one
+active series per protocol), and written with bulk_create: booking them one by one through the
+service would take minutes. Series are laid out from a few weeks back, so the coming days are as
+full as later ones; the sessions of theirs that are over are written as completed, and a series
+with none still to come as completed too.
 """
 
 import time as clock
@@ -61,6 +63,9 @@ INDUCTION = PRESETS[0]
 SERIES_DAYS = max(p.longest_days for p in PRESETS)
 # The shortest session with its turnover, in cells: free chair time shorter than this is lost.
 SHORTEST_BLOCK = min(p.cells for p in PRESETS) + BUFFER_CELLS
+# Day -1 is today: a series with a session from today on may still be active, and a patient has
+# one active series of a protocol at most (rule 10).
+STILL_ACTIVE_FROM = -1
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class BenchClinic:
     sessions: int
     past_sessions: int
     series: int
+    completed_series: int
     patients: int
     chair_fill: float
     seconds: float
@@ -102,6 +108,7 @@ def bench_clinic_build(*, seed: int, sessions: int = 20_000, patients: int = 4_0
         sessions=sessions,
         past_sessions=layout.past_sessions(),
         series=len(layout.series),
+        completed_series=Series.objects.filter(clinic=clinic, status=Series.Status.COMPLETED).count(),
         patients=patients,
         chair_fill=layout.chair_fill(),
         seconds=clock.perf_counter() - began,
@@ -180,18 +187,30 @@ def _sessions_create(
     rng: Random,
 ) -> None:
     opens = [wall_clock(first_date + timedelta(days=day), OPENS, clinic.zone) for day in layout.day_range]
+    now = timezone.now()
+    # (start, status) of each session, series by series: a series' status follows its sessions'.
+    timed = []
+    for planned in layout.series:
+        starts = [opens[day - layout.day_range.start] + timedelta(minutes=cell * CELL_MINUTES)
+                  for day, _, cell in planned.sessions]  # fmt: skip
+        length = timedelta(minutes=planned.preset.chair_minutes)
+        timed.append([(starts_at, _status(rng, starts_at, starts_at + length, now)) for starts_at in starts])
     series = Series.objects.bulk_create(
-        Series(patient_id=patient_ids[planned.patient], protocol=protocols[planned.preset.key], clinic=clinic)
-        for planned in layout.series
+        Series(
+            patient_id=patient_ids[planned.patient],
+            protocol=protocols[planned.preset.key],
+            clinic=clinic,
+            status=Series.Status.ACTIVE
+            if any(status != Session.Status.COMPLETED for _, status in times)
+            else Series.Status.COMPLETED,
+        )
+        for planned, times in zip(layout.series, timed, strict=True)
     )
     buffer = timedelta(minutes=BUFFER_CELLS * CELL_MINUTES)
-    now = timezone.now()
     rows = []
-    for saved, planned in zip(series, layout.series, strict=True):
+    for saved, planned, times in zip(series, layout.series, timed, strict=True):
         length = timedelta(minutes=planned.preset.chair_minutes)
-        for number, (day, chair, cell) in enumerate(planned.sessions, start=1):
-            starts_at = opens[day - layout.day_range.start] + timedelta(minutes=cell * CELL_MINUTES)
-            status = _status(rng, starts_at, now)
+        for number, ((_, chair, _), (starts_at, status)) in enumerate(zip(planned.sessions, times, strict=True), 1):
             rows.append(
                 Session(
                     series=saved,
@@ -205,14 +224,22 @@ def _sessions_create(
                     status=status,
                     confirmed_at=now if status != Session.Status.BOOKED else None,
                     confirmed_via=Session.Channel.SMS if status != Session.Status.BOOKED else "",
+                    # Attendance as the nurses marked it (rule 15): in and out on time.
+                    chair_in_at=starts_at if status in _ATTENDED else None,
+                    chair_out_at=starts_at + length if status == Session.Status.COMPLETED else None,
                 )
             )
     Session.objects.bulk_create(rows, batch_size=2_000)
 
 
-def _status(rng: Random, starts_at: datetime, now: datetime) -> str:
-    if starts_at < now:
+_ATTENDED = (Session.Status.ARRIVED, Session.Status.COMPLETED)
+
+
+def _status(rng: Random, starts_at: datetime, ends_at: datetime, now: datetime) -> str:
+    if ends_at <= now:
         return Session.Status.COMPLETED
+    if starts_at < now:
+        return Session.Status.ARRIVED
     return Session.Status.CONFIRMED if rng.random() < 0.35 else Session.Status.BOOKED
 
 
@@ -237,7 +264,10 @@ class _Layout:
         self._chairs: list[list[list[tuple[int, int]]]] = [[[] for _ in range(CHAIRS)] for _ in range(span)]
         self._starts = [[0] * DAY_CELLS for _ in range(span)]
         self._running = [[0] * DAY_CELLS for _ in range(span)]
-        self._patient_days: list[set[int]] = [set() for _ in range(patients)]
+        # Per patient, the (day, protocol's minimum gap) of each visit, and per protocol the
+        # (first, last) days of each of their series.
+        self._patient_visits: list[list[tuple[int, int]]] = [[] for _ in range(patients)]
+        self._patient_series: list[dict[str, list[tuple[int, int]]]] = [{} for _ in range(patients)]
         self.series: list[_PlannedSeries] = []
 
     def fill(self, rng: Random, sessions: int) -> None:
@@ -292,12 +322,28 @@ class _Layout:
                 return None
             sessions.append(placed)
             chair = placed[1]
-        taken = {day for day, _, _ in sessions}
+        days = [day for day, _, _ in sessions]
         for _ in range(30):
-            patient = rng.randrange(len(self._patient_days))
-            if not taken & self._patient_days[patient]:
+            patient = rng.randrange(len(self._patient_visits))
+            if self._patient_fits(patient, preset, days):
                 return _PlannedSeries(preset, patient, sessions)
         return None
+
+    def _patient_fits(self, patient: int, preset: Preset, days: list[int]) -> bool:
+        """Rule 10 across the patient's series: each of their visits keeps the larger of the two
+        protocols' minimum gaps from every other, and their series of one protocol follow one
+        another, at most one of them not over yet (the active one)."""
+        for day in days:
+            for other, gap in self._patient_visits[patient]:
+                if abs(day - other) < max(gap, preset.min_gap_days):
+                    return False
+        first, last = days[0], days[-1]
+        for other_first, other_last in self._patient_series[patient].get(preset.key, []):
+            if first <= other_last and other_first <= last:
+                return False
+            if min(last, other_last) >= STILL_ACTIVE_FROM:
+                return False
+        return True
 
     def _gap_days(self, rng: Random, preset: Preset, previous: int) -> list[int]:
         """Days the next session may take, the front desk's usual gap first."""
@@ -345,7 +391,9 @@ class _Layout:
             self._starts[at][cell] += 1
             for running in range(cell, cell + cells):
                 self._running[at][running] += 1
-            self._patient_days[planned.patient].add(day)
+            self._patient_visits[planned.patient].append((day, planned.preset.min_gap_days))
+        days = [day for day, _, _ in planned.sessions]
+        self._patient_series[planned.patient].setdefault(planned.preset.key, []).append((days[0], days[-1]))
         self.series.append(planned)
 
 

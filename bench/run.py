@@ -18,15 +18,20 @@ sys.path.insert(0, str(ROOT))
 from bench.database import BenchDatabaseError, database_create, database_url  # noqa: E402
 from bench.measure import Group, Options  # noqa: E402
 
+# The groups by the name `--group` takes, in the order of the report.
+GROUP_NAMES = ("booking", "reminders", "pages", "load")
 
-def groups() -> list[Callable[[Options], Group]]:
-    """Every benchmark group, in the order of the report. Imported here: they need Django set up."""
+
+def groups(names: list[str] | None = None) -> list[Callable[[Options], Group]]:
+    """The named benchmark groups (every one by default), in the order of the report. Imported
+    here: they need Django set up."""
     from bench.booking import booking_benchmarks
     from bench.load import load_benchmarks
     from bench.pages import page_benchmarks
     from bench.reminders import reminder_benchmarks
 
-    return [booking_benchmarks, reminder_benchmarks, page_benchmarks, load_benchmarks]
+    every = [booking_benchmarks, reminder_benchmarks, page_benchmarks, load_benchmarks]
+    return [group for name, group in zip(GROUP_NAMES, every, strict=True) if not names or name in names]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         iterations=arguments.iterations, warmup=arguments.warmup, seed=arguments.seed, profile=arguments.profile
     )
     results = []
-    for benchmark in groups():
+    for benchmark in groups(arguments.group):
         group = benchmark(options)
         results.append(group)
         print(f"\n## {group.title}\n\n{report.table(group.rows)}\n")
@@ -60,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - began
     print(f"\n## Every target\n\n{report.summary(results)}\n")
     print(f"Run took {seconds:.1f} s.")
-    if not arguments.no_docs:
+    # The page holds every group: a run of some of them leaves it as it is.
+    if not arguments.no_docs and not arguments.group:
         facts = report.machine(f"{connection.settings_dict['HOST'] or 'local socket'}")
         report.write(ROOT / "docs" / "benchmarks.md", report.document(results, facts, seconds))
         print("Wrote docs/benchmarks.md.")
@@ -93,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", action="store_true", help="also print a cProfile listing per benchmark")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument(
+        "--group",
+        action="append",
+        choices=GROUP_NAMES,
+        help="run only this group (repeatable); docs/benchmarks.md is then left as it is",
+    )
     return parser
 
 

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, Q, QuerySet
 from django.utils import timezone
 
 from sessions.clock import LocalTimeError, to_utc
@@ -61,9 +61,9 @@ def messages_plan_booking(*, sessions: Iterable[Session], now: datetime | None =
     now = now or timezone.now()
     first = sessions[0]
     # One series, one clinic and protocol: the same rules for every session, read once.
-    rules = rules_for(first)
+    rules, texted = _series_rules(sessions, now)
     reminders = [row for session in sessions for row in _reminders(session, now, rules=rules)]
-    return _save(_texts_settle(_notice(first, Purpose.BOOKED, now), reminders))
+    return _save(_texts_settle(_notice(first, Purpose.BOOKED, now), reminders, texted=texted))
 
 
 def messages_plan_move(*, session: Session, now: datetime | None = None) -> list[Message]:
@@ -104,12 +104,11 @@ def messages_plan_reflow(*, sessions: list[Session], now: datetime | None = None
     if not sessions:
         return []
     now = now or timezone.now()
-    for session in sessions:
-        messages_withdraw(session=session, reason="series re-flowed", now=now)
+    _withdraw(sessions, reason="series re-flowed", now=now)
     sessions = sorted(sessions, key=lambda s: s.starts_at)
-    rules = rules_for(sessions[0])
+    rules, texted = _series_rules(sessions, now)
     reminders = [row for session in sessions for row in _reminders(session, now, rules=rules)]
-    return _save(_texts_settle(_notice(sessions[0], Purpose.REFLOWED, now), reminders))
+    return _save(_texts_settle(_notice(sessions[0], Purpose.REFLOWED, now), reminders, texted=texted))
 
 
 def messages_plan_reinstated(*, session: Session, now: datetime | None = None) -> list[Message]:
@@ -121,8 +120,13 @@ def messages_plan_reinstated(*, session: Session, now: datetime | None = None) -
 def messages_withdraw(*, session: Session, reason: str, now: datetime | None = None) -> int:
     """Cancel the session's messages that have not gone out. A claimed one whose task is already
     queued finds itself cancelled when the worker looks, and sends nothing."""
-    return Message.objects.filter(session=session, status__in=Message.PENDING).update(
-        status=Message.Status.CANCELLED, reason=reason, updated_at=now or timezone.now()
+    return _withdraw([session], reason=reason, now=now or timezone.now())
+
+
+def _withdraw(sessions: list[Session], *, reason: str, now: datetime) -> int:
+    """messages_withdraw for several sessions, in one query."""
+    return Message.objects.filter(session__in=sessions, status__in=Message.PENDING).update(
+        status=Message.Status.CANCELLED, reason=reason, updated_at=now
     )
 
 
@@ -131,7 +135,30 @@ def _booking_unsent(session: Session) -> bool:
 
 
 def rules_for(session: Session) -> list[ReminderRule]:
-    rules = ReminderRule.objects.filter(clinic_id=session.clinic_id, is_active=True)
+    return _rules_of(session, _clinic_rules(session))
+
+
+def _series_rules(sessions: list[Session], now: datetime) -> tuple[list[ReminderRule], bool]:
+    """rules_for the series of `sessions` (in start order), and whether the patient has a text
+    sent or due within reach of their reminders' caps, in the same query: most have none, and
+    then _texts_settle need not look for them. Reminders still to plan are due from now to the
+    last start, so the texts that can count against them lie in _texts_near of those."""
+    first = sessions[0]
+    near = _texts_near(first.patient, first=now, last=sessions[-1].starts_at)
+    rules = list(_clinic_rules(first).annotate(texted=Exists(near)))
+    return _rules_of(first, rules), any(rule.texted for rule in rules)
+
+
+def _clinic_rules(session: Session) -> QuerySet[ReminderRule]:
+    # The model's ordering, less its joins: within one clinic and one protocol (or none) it is this.
+    return ReminderRule.objects.filter(clinic_id=session.clinic_id, is_active=True).order_by(
+        "-offset_minutes", "channel", "pk"
+    )
+
+
+def _rules_of(session: Session, rules: Iterable[ReminderRule]) -> list[ReminderRule]:
+    """The protocol's own rules where it has some, else the clinic's."""
+    rules = list(rules)
     own = [r for r in rules if r.protocol_id == session.series.protocol_id]
     return own or [r for r in rules if r.protocol_id is None]
 
@@ -226,8 +253,9 @@ def _before_start(session: Session, minutes: int) -> datetime:
         return plain
 
 
-def _texts_settle(notices: list[Message], reminders: list[Message]) -> list[Message]:
-    """The plan's rows, with each text reminder that cannot go declined (`_decline`).
+def _texts_settle(notices: list[Message], reminders: list[Message], *, texted: bool = True) -> list[Message]:
+    """The plan's rows, with each text reminder that cannot go declined (`_decline`). `texted`
+    false: the patient is known to have no text that could count against these (_series_rules).
 
     Texts are taken greedily, earliest due first: that is the order in which sending meets
     them, so the plan shows what sending will do, and the patient's texts already planned
@@ -238,7 +266,7 @@ def _texts_settle(notices: list[Message], reminders: list[Message]) -> list[Mess
     texts = sorted((r for r in reminders if _is_planned_text(r)), key=lambda r: r.due_at)
     if not texts:
         return rows
-    sent = _texts_around(texts[0].patient, first=texts[0].due_at, last=texts[-1].due_at)
+    sent = _texts_around(texts[0].patient, first=texts[0].due_at, last=texts[-1].due_at) if texted else []
     taken = sent + [r.due_at for r in notices if _is_planned_text(r)]
     for text in texts:
         cause = _text_refusal(text, taken)
@@ -256,14 +284,20 @@ def _is_planned_text(row: Message) -> bool:
 def _texts_around(patient: Patient, *, first: datetime, last: datetime) -> list[datetime]:
     """When the patient's texts went out or are due, from a week before `first` to a week after
     `last`, in one query: the patient lock the booking holds keeps them from changing meanwhile."""
-    since, until = first - WEEK - SEND_SLACK, last + WEEK + SEND_SLACK
-    went_out = Q(status__in=Message.WENT_OUT, sending_started_at__range=(since, until))
-    pending = Q(status__in=Message.PENDING, due_at__range=(since, until))
-    found = Message.objects.filter(went_out | pending, patient=patient, channel=Channel.SMS)
+    found = _texts_near(patient, first=first, last=last)
     return [
         sent if status in Message.WENT_OUT else due
         for status, due, sent in found.values_list("status", "due_at", "sending_started_at")
     ]
+
+
+def _texts_near(patient: Patient, *, first: datetime, last: datetime) -> QuerySet[Message]:
+    """The patient's texts that count against the caps of texts due from `first` to `last`: those
+    that went out or are due from a week before `first` to a week after `last`."""
+    since, until = first - WEEK - SEND_SLACK, last + WEEK + SEND_SLACK
+    went_out = Q(status__in=Message.WENT_OUT, sending_started_at__range=(since, until))
+    pending = Q(status__in=Message.PENDING, due_at__range=(since, until))
+    return Message.objects.filter(went_out | pending, patient=patient, channel=Channel.SMS)
 
 
 def _text_refusal(text: Message, taken: list[datetime]) -> _Cause | None:

@@ -7,17 +7,18 @@ while they use it, so what it loaded cannot change underneath them; PostgreSQL's
 constraints back rules 2 and 3 for any code that skips the services.
 """
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 import psycopg
 from django.db import connection
-from django.db.models import Q
+from django.db.models import F, IntegerField, Q, Value
 
 from .clock import day_bounds, local_date, wall_clock
-from .models import Clinic, Protocol, Session
+from .models import Clinic, Protocol, Series, Session
 
 # Protocols cap chair time at 12 hours (a check constraint), so a session that overlaps an
 # instant started at most this long before it.
@@ -26,6 +27,8 @@ MAX_SESSION = timedelta(minutes=720)
 MAX_GAP_DAYS = 365
 # Bookings further ahead than this are typing mistakes, not plans.
 BOOKING_HORIZON = timedelta(days=730)
+# The clock's resolution: the first moment after another.
+_INSTANT = timedelta(microseconds=1)
 
 _TIMESTAMPTZ_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["timestamptz"].oid, psycopg.pq.Format.TEXT)
 
@@ -92,18 +95,45 @@ class _Day:
     # overlap, so both lists are sorted and one bisect finds the only possible neighbour.
     chair_starts: dict[int, list[datetime]] = field(default_factory=dict)
     chair_frees: dict[int, list[datetime]] = field(default_factory=dict)
-    # Every holding session of the day, sorted by start, for staffing and the stagger cap.
+    # The starts and, apart, the ends of every holding session of the day, each sorted: the
+    # sessions running at a moment are those started by then less those ended by then (staffing),
+    # and the starts give the stagger cap.
     starts: list[datetime] = field(default_factory=list)
-    spans: list[tuple[datetime, datetime]] = field(default_factory=list)
+    ends: list[datetime] = field(default_factory=list)
+    # The moments the load can rise (a start, a shift's edge), sorted, and how many of those
+    # before each are over capacity with one more session: worked out on first use, and again
+    # after a tentative booking.
+    overloads: tuple[list[datetime], list[int]] | None = None
+
+    def load(self, moment: datetime) -> int:
+        """Sessions running at `moment`: those started by then less those ended by then."""
+        return bisect_right(self.starts, moment) - bisect_right(self.ends, moment)
+
+    def capacity(self, moment: datetime) -> int:
+        return sum(c for s, e, c in self.staffing if s <= moment < e)
+
+    def overloaded_between(self, begins: datetime, ends: datetime) -> bool:
+        """Whether one more session would take the load over capacity at a moment strictly
+        between `begins` and `ends` where a session starts or a shift changes."""
+        if self.overloads is None:
+            moments = sorted({*self.starts, *(edge for b in self.staffing for edge in b[:2])})
+            counts, over = [0], 0
+            for moment in moments:
+                over += self.load(moment) + 1 > self.capacity(moment)
+                counts.append(over)
+            self.overloads = moments, counts
+        moments, counts = self.overloads
+        return counts[bisect_left(moments, ends)] > counts[bisect_right(moments, begins)]
 
     def add(self, chair_id: int, starts_at: datetime, ends_at: datetime, free_at: datetime) -> None:
+        """Hold a session anywhere in the day's order (a tentative booking)."""
         starts = self.chair_starts.setdefault(chair_id, [])
         at = bisect_left(starts, starts_at)
         starts.insert(at, starts_at)
         self.chair_frees.setdefault(chair_id, []).insert(at, free_at)
-        at = bisect_left(self.starts, starts_at)
-        self.starts.insert(at, starts_at)
-        self.spans.insert(at, (starts_at, ends_at))
+        insort(self.starts, starts_at)
+        insort(self.ends, ends_at)
+        self.overloads = None
 
 
 # The series a booking creates has no id yet: its tentative sessions carry this one.
@@ -116,11 +146,24 @@ class _PatientVisit:
     ends_at: datetime
     series_id: int
     min_gap_days: int
+    # The clinic's date of the start, for rule 10's days apart.
+    day: date
+
+
+class _Refusal(NamedTuple):
+    """A staffing rule a slot breaks, before it is put in words (which only a booking needs)."""
+
+    code: str
+    moment: datetime
+    count: int
+    limit: int
 
 
 class ClinicCalendar:
     """`series_id` and `min_gap_days` describe the series being booked or changed: its own sessions
-    are spaced by rule 5, and every other infusion of the patient by rule 10."""
+    are spaced by rule 5, and every other infusion of the patient by rule 10. For a new series,
+    `protocol_id` names its protocol: the patient's active series of it are read with their
+    visits, in the same query (rule 10's one active series per protocol)."""
 
     def __init__(
         self,
@@ -131,6 +174,7 @@ class ClinicCalendar:
         ignore_session_ids: Collection[int] = (),
         series_id: int = NEW_SERIES,
         min_gap_days: int = 0,
+        protocol_id: int | None = None,
     ) -> None:
         self.clinic = clinic
         self.zone = clinic.zone
@@ -141,18 +185,27 @@ class ClinicCalendar:
         self.ignore_session_ids = list(ignore_session_ids)
         self.series_id = series_id
         self.min_gap_days = min_gap_days
-        self.active_chairs: dict[int, str] = dict(clinic.chairs.filter(is_active=True).values_list("id", "name"))
+        self.protocol_id = protocol_id
+        # The models' default orderings join the clinic (to sort by its name): these reads skip them.
+        self.active_chairs: dict[int, str] = dict(
+            clinic.chairs.filter(is_active=True).order_by().values_list("id", "name")
+        )
         self.chairs_by_name: list[int] = sorted(self.active_chairs, key=lambda pk: (self.active_chairs[pk], pk))
-        self._hours = {w: (o, c) for w, o, c in clinic.opening_hours.values_list("weekday", "opens", "closes")}
+        self._hours = {
+            w: (o, c) for w, o, c in clinic.opening_hours.order_by().values_list("weekday", "opens", "closes")
+        }
         self._blocks: dict[int, list[tuple]] = {}
-        for weekday, starts, ends, capacity in (
-            (b.weekday, b.starts, b.ends, b.capacity) for b in clinic.staffing_blocks.all()
+        blocks = clinic.staffing_blocks.order_by("weekday", "starts")
+        for weekday, starts, ends, nurses, per_nurse in blocks.values_list(
+            "weekday", "starts", "ends", "nurses", "patients_per_nurse"
         ):
-            self._blocks.setdefault(weekday, []).append((starts, ends, capacity))
+            # StaffingBlock.capacity, without building a model instance per block.
+            self._blocks.setdefault(weekday, []).append((starts, ends, nurses * per_nurse))
         self._staffed = bool(self._blocks)
         self._orders: dict[int | None, list[int]] = {}
         self._days: dict[date, _Day] = {}
         self._patient_visits: list[_PatientVisit] | None = None
+        self._active_series: list[datetime] = []
         self._closed: dict[date, str] = {}
         self._closed_since: date | None = None
 
@@ -172,15 +225,29 @@ class ClinicCalendar:
         rows = (
             Session.objects.filter(spans, clinic=self.clinic, status__in=Session.HOLDING)
             .exclude(pk__in=self.ignore_session_ids)
+            .order_by("starts_at")
             .values_list("chair_id", "starts_at", "ends_at", "chair_free_at")
         )
+        # In start order, each session goes to the end of its day's lists, with no search and no
+        # shifting (the ends are sorted once the day is loaded), and a row's day is worked out
+        # only where a new day begins. A listing of slots loads a thousand rows this way.
+        found, next_day = None, None
         for chair_id, starts_at, ends_at, free_at in _fetch(rows):
-            self._days[local_date(starts_at, self.zone)].add(chair_id, starts_at, ends_at, free_at)
+            if found is None or starts_at >= next_day:
+                day = local_date(starts_at, self.zone)
+                found, next_day = self._days[day], day_bounds(day, self.zone)[1]
+            found.chair_starts.setdefault(chair_id, []).append(starts_at)
+            found.chair_frees.setdefault(chair_id, []).append(free_at)
+            found.starts.append(starts_at)
+            found.ends.append(ends_at)
+        for day in missing:
+            self._days[day].ends.sort()
 
     def _closed_from(self, first: date) -> dict[date, str]:
         # Closed dates are few: one query for all of them from `first` on serves every later load.
         if self._closed_since is None or first < self._closed_since:
-            self._closed = dict(self.clinic.closed_dates.filter(date__gte=first).values_list("date", "reason"))
+            closed = self.clinic.closed_dates.filter(date__gte=first).order_by()
+            self._closed = dict(closed.values_list("date", "reason"))
             self._closed_since = first
         return self._closed
 
@@ -202,9 +269,16 @@ class ClinicCalendar:
             self.load([day])
         return self._days[day]
 
+    def active_series_booked_at(self) -> datetime | None:
+        """When the patient's oldest active series of `protocol_id` was booked; None when they
+        have none (rule 10)."""
+        self._patient()
+        return min(self._active_series, default=None)
+
     def _patient(self) -> list[_PatientVisit]:
         # The patient's holding sessions in any clinic, from far enough back that the longest
-        # minimum gap still reaches today: few rows, one query.
+        # minimum gap still reaches today: few rows, one query. With `protocol_id`, the patient's
+        # active series of it come in the same query, as rows with no gap (their booking time).
         if self._patient_visits is None:
             rows = (
                 Session.objects.filter(
@@ -213,9 +287,25 @@ class ClinicCalendar:
                     ends_at__gt=self.now - MAX_SESSION - timedelta(days=MAX_GAP_DAYS),
                 )
                 .exclude(pk__in=self.ignore_session_ids)
+                .order_by()
                 .values_list("starts_at", "ends_at", "series_id", "series__protocol__min_gap_days")
             )
-            self._patient_visits = [_PatientVisit(*row) for row in rows]
+            if self.protocol_id is not None:
+                active = Series.objects.filter(
+                    patient_id=self.patient_id, protocol_id=self.protocol_id, status=Series.Status.ACTIVE
+                )
+                # The visits' four columns: booked at (as start and end), the series, no gap.
+                no_gap = Value(None, output_field=IntegerField())
+                rows = rows.union(active.order_by().values_list("created_at", F("created_at"), "pk", no_gap), all=True)
+            visits = []
+            for starts_at, ends_at, series_id, min_gap_days in _fetch(rows):
+                if min_gap_days is None:
+                    self._active_series.append(starts_at)
+                else:
+                    day = local_date(starts_at, self.zone)
+                    visits.append(_PatientVisit(starts_at, ends_at, series_id, min_gap_days, day))
+            # In start order: a conflict names the earliest visit it meets.
+            self._patient_visits = sorted(visits, key=lambda visit: visit.starts_at)
         return self._patient_visits
 
     # Questions
@@ -243,18 +333,62 @@ class ClinicCalendar:
             return BookingConflict("chair_inactive", "The clinic has no active chair.")
         # Rules 1, 3 and 4 do not depend on the chair: check them once, not once per chair.
         ends_at = starts_at + length
-        refused = self._hours_conflict(Slot(order[0], starts_at, ends_at))
+        day = local_date(starts_at, self.zone)
+        refused = self._hours_conflict(Slot(order[0], starts_at, ends_at), day)
         if refused is not None:
             return refused
-        day = self._day(local_date(starts_at, self.zone))
+        found = self._days[day]  # loaded by _hours_conflict
         free_until = ends_at + self.buffer
         for chair_id in order:
-            if chair_id in self.active_chairs and self._chair_free(day, chair_id, starts_at, free_until):
+            if chair_id in self.active_chairs and self._chair_free(found, chair_id, starts_at, free_until):
                 slot = Slot(chair_id, starts_at, ends_at)
-                return self._patient_conflict(slot) or self._staffing_conflict(slot, day) or slot
+                return self._patient_conflict(slot, day) or self._staffing_conflict(slot, found) or slot
         return self._chair_conflict(Slot(order[0], starts_at, ends_at)) or BookingConflict(
             "chair_inactive", "The clinic has no active chair."
         )
+
+    def free_slots(self, day: date, length: timedelta, preferred_chair: int | None, *, since: datetime) -> list[Slot]:
+        """first_free's slot at each of the day's start times from `since` on, where it has one:
+        for a listing, which needs no reasons. Each chair's sessions are swept once for all the
+        start times, instead of each start time looking at every chair in turn."""
+        starts = self.start_times(day, length)
+        # Rule 10 holds for the whole day or not at all.
+        if not starts or self._visit_too_close(day) is not None:
+            return []
+        found = self._days[day]  # loaded by start_times
+        opens, span = starts[0], length + self.buffer
+        # Bit k of a chair's mask: the chair is free for a session starting at starts[k] (its
+        # turnover included), as _chair_free would say.
+        # The start times still to place: from `since` on, and after now (rule 1's starts_in_past).
+        too_soon = bisect_left(starts, max(since, self.now + _INSTANT))
+        unplaced = ((1 << len(starts)) - 1) & ~((1 << too_soon) - 1)
+        chosen: dict[int, int] = {}
+        for chair_id in self._chair_order(preferred_chair):
+            if not unplaced:
+                break
+            if chair_id not in self.active_chairs:
+                continue
+            taken = 0
+            for held_from, held_until in zip(
+                found.chair_starts.get(chair_id, ()), found.chair_frees.get(chair_id, ()), strict=True
+            ):
+                # Start times k with starts[k] < held_until and starts[k] + span > held_from.
+                first = max((held_from - span - opens) // self.slot + 1, 0)
+                last = min(-((opens - held_until) // self.slot), len(starts))
+                if first < last:
+                    taken |= ((1 << (last - first)) - 1) << first
+            placed = unplaced & ~taken
+            unplaced &= ~placed
+            while placed:
+                k = (placed & -placed).bit_length() - 1
+                chosen[k] = chair_id
+                placed &= placed - 1
+        slots = []
+        for k in sorted(chosen):
+            slot = Slot(chosen[k], starts[k], starts[k] + length)
+            if self._overlapping_visit(slot) is None and self._staffing_allows(slot, found):
+                slots.append(slot)
+        return slots
 
     def conflict(self, slot: Slot) -> BookingConflict | None:
         """The first booking rule (in the spec's order) that `slot` would break, or None."""
@@ -267,15 +401,16 @@ class ClinicCalendar:
 
     def add(self, slot: Slot) -> None:
         """Hold `slot` in memory, as a tentative booking later sessions of a series must respect."""
-        self._day(local_date(slot.starts_at, self.zone)).add(
-            slot.chair_id, slot.starts_at, slot.ends_at, slot.ends_at + self.buffer
-        )
-        self._patient().append(_PatientVisit(slot.starts_at, slot.ends_at, self.series_id, self.min_gap_days))
+        day = local_date(slot.starts_at, self.zone)
+        self._day(day).add(slot.chair_id, slot.starts_at, slot.ends_at, slot.ends_at + self.buffer)
+        visit = _PatientVisit(slot.starts_at, slot.ends_at, self.series_id, self.min_gap_days, day)
+        self._patient().append(visit)
 
-    def _hours_conflict(self, slot: Slot) -> BookingConflict | None:
+    def _hours_conflict(self, slot: Slot, day: date | None = None) -> BookingConflict | None:
+        """`day`: the clinic's date of the slot's start, where the caller has it already."""
         if slot.starts_at <= self.now:
             return BookingConflict("starts_in_past", f"{self._show(slot.starts_at)} has already passed.")
-        day = local_date(slot.starts_at, self.zone)
+        day = day or local_date(slot.starts_at, self.zone)
         found = self._day(day)
         if found.closed_reason is not None:
             reason = f" ({found.closed_reason})" if found.closed_reason else ""
@@ -318,60 +453,88 @@ class ClinicCalendar:
         at = bisect_left(starts, free_until)
         return not (at and day.chair_frees[chair_id][at - 1] > starts_at)
 
-    def _patient_conflict(self, slot: Slot) -> BookingConflict | None:
-        visits = self._patient()
-        for visit in visits:
+    def _patient_conflict(self, slot: Slot, day: date | None = None) -> BookingConflict | None:
+        """`day`: the clinic's date of the slot's start, where the caller has it already."""
+        visit = self._overlapping_visit(slot)
+        if visit is not None:
+            return BookingConflict(
+                "patient_overlap", f"The patient already has a session at {self._show(visit.starts_at)}."
+            )
+        visit = self._visit_too_close(day or local_date(slot.starts_at, self.zone))
+        if visit is not None:
+            needed = max(self.min_gap_days, visit.min_gap_days)
+            return BookingConflict(
+                "patient_gap",
+                f"The patient has a visit of another series on {self._show(visit.starts_at)}; "
+                f"infusions need at least {needed} day{'s' if needed != 1 else ''} between them.",
+            )
+        return None
+
+    def _overlapping_visit(self, slot: Slot) -> _PatientVisit | None:
+        """Rule 3: the patient's first visit that overlaps `slot`."""
+        for visit in self._patient():
             if visit.starts_at < slot.ends_at and visit.ends_at > slot.starts_at:
-                return BookingConflict(
-                    "patient_overlap", f"The patient already has a session at {self._show(visit.starts_at)}."
-                )
-        day = local_date(slot.starts_at, self.zone)
-        for visit in visits:
+                return visit
+        return None
+
+    def _visit_too_close(self, day: date) -> _PatientVisit | None:
+        """Rule 10: the patient's first visit of another series too few days from `day`."""
+        for visit in self._patient():
             if visit.series_id == self.series_id:
                 continue  # the series' own spacing is rule 5's
-            needed = max(self.min_gap_days, visit.min_gap_days)
-            apart = abs((local_date(visit.starts_at, self.zone) - day).days)
-            if apart < needed:
-                return BookingConflict(
-                    "patient_gap",
-                    f"The patient has a visit of another series on {self._show(visit.starts_at)}; "
-                    f"infusions need at least {needed} day{'s' if needed != 1 else ''} between them.",
-                )
+            if abs((visit.day - day).days) < max(self.min_gap_days, visit.min_gap_days):
+                return visit
         return None
 
     def _staffing_conflict(self, slot: Slot, found: "_Day | None" = None) -> BookingConflict | None:
         found = found if found is not None else self._day(local_date(slot.starts_at, self.zone))
-        first = bisect_left(found.starts, slot.starts_at - MAX_SESSION)
-        last = bisect_left(found.starts, slot.ends_at)
-        running = [span for span in found.spans[first:last] if span[1] > slot.starts_at]
-        if self.clinic.max_starts_per_slot is not None:
-            bucket = self._slot_start(slot.starts_at)
-            same_slot = bisect_left(found.starts, bucket + self.slot) - bisect_left(found.starts, bucket)
-            if same_slot >= self.clinic.max_starts_per_slot:
-                return BookingConflict(
-                    "stagger_cap",
-                    f"{same_slot} sessions already start in the {self.clinic.slot_minutes}-minute slot at "
-                    f"{self._show(bucket)} (cap {self.clinic.max_starts_per_slot}).",
-                )
-        if not self._staffed:
-            return None
+        refusal = self._staffing_refusal(slot, found)
+        return None if refusal is None else self._in_words(refusal)
+
+    def _staffing_refusal(self, slot: Slot, found: "_Day") -> _Refusal | None:
+        refusal = self._stagger_refusal(slot, found)
+        if refusal is not None or not self._staffed:
+            return refusal
         # The load only rises where a session starts or a shift changes: check those moments.
-        # Sessions running at a moment: those started by then less those ended by then.
-        starts = [s for s, _ in running]  # sorted, as the day's spans are
-        ends = sorted(e for _, e in running)
-        checkpoints = {slot.starts_at}
-        checkpoints.update(s for s in starts if s > slot.starts_at)
-        checkpoints.update(edge for b in found.staffing for edge in b[:2] if slot.starts_at < edge < slot.ends_at)
+        begins, ends, starts = slot.starts_at, slot.ends_at, found.starts
+        checkpoints = {begins, *starts[bisect_right(starts, begins) : bisect_left(starts, ends)]}
+        checkpoints.update(edge for b in found.staffing for edge in b[:2] if begins < edge < ends)
         for moment in sorted(checkpoints):
-            capacity = sum(c for s, e, c in found.staffing if s <= moment < e)
-            load = 1 + bisect_right(starts, moment) - bisect_right(ends, moment)
+            capacity, load = found.capacity(moment), found.load(moment) + 1
             if load > capacity:
-                return BookingConflict(
-                    "staffing_capacity",
-                    f"At {self._show(moment)} the nurses on shift can take {capacity} patients at once "
-                    f"and {load - 1} are already in chairs.",
-                )
+                return _Refusal("staffing_capacity", moment, load - 1, capacity)
         return None
+
+    def _staffing_allows(self, slot: Slot, found: "_Day") -> bool:
+        """Whether _staffing_refusal finds nothing, answered from the day's overloaded moments
+        (_Day.overloaded_between) rather than moment by moment: for a listing of slots."""
+        if self._stagger_refusal(slot, found) is not None:
+            return False
+        if not self._staffed:
+            return True
+        begins = slot.starts_at
+        return found.load(begins) + 1 <= found.capacity(begins) and not found.overloaded_between(begins, slot.ends_at)
+
+    def _stagger_refusal(self, slot: Slot, found: "_Day") -> _Refusal | None:
+        cap = self.clinic.max_starts_per_slot
+        if cap is None:
+            return None
+        bucket = self._slot_start(slot.starts_at)
+        same_slot = bisect_left(found.starts, bucket + self.slot) - bisect_left(found.starts, bucket)
+        return _Refusal("stagger_cap", bucket, same_slot, cap) if same_slot >= cap else None
+
+    def _in_words(self, refusal: _Refusal) -> BookingConflict:
+        if refusal.code == "stagger_cap":
+            return BookingConflict(
+                "stagger_cap",
+                f"{refusal.count} sessions already start in the {self.clinic.slot_minutes}-minute slot at "
+                f"{self._show(refusal.moment)} (cap {refusal.limit}).",
+            )
+        return BookingConflict(
+            "staffing_capacity",
+            f"At {self._show(refusal.moment)} the nurses on shift can take {refusal.limit} patients at once "
+            f"and {refusal.count} are already in chairs.",
+        )
 
     def _slot_start(self, moment: datetime) -> datetime:
         local = moment.astimezone(self.zone)

@@ -69,9 +69,11 @@ def series_plan(
     """
     clinic = protocol.clinic
     _check_request(patient=patient, protocol=protocol, starts=starts, first_start=first_start, chair=chair)
+    overridden = bool(override_reason.strip())
     calendar = ClinicCalendar(
-        clinic, patient_id=patient.pk, now=now or timezone.now(), min_gap_days=protocol.min_gap_days
-    )
+        clinic, patient_id=patient.pk, now=now or timezone.now(), min_gap_days=protocol.min_gap_days,
+        protocol_id=None if overridden else protocol.pk,
+    )  # fmt: skip
     length = timedelta(minutes=protocol.chair_minutes)
     if starts is not None:
         utc_starts = [_utc(value, clinic, field="starts", now=calendar.now) for value in starts]
@@ -80,9 +82,11 @@ def series_plan(
         assert first_start is not None
         utc_first = _utc(first_start, clinic, field="first_start", now=calendar.now)
         plan = _plan_auto(calendar, protocol, utc_first, chair, length)
-    duplicate = None if override_reason.strip() else series_duplicate_conflict(patient=patient, protocol=protocol)
-    if duplicate is not None and plan[0].conflict is None:
-        plan[0] = PlannedSession(1, plan[0].slot, duplicate.for_session(1))
+    if not overridden and plan[0].conflict is None:
+        # The calendar read the patient's active series of the protocol with their visits.
+        duplicate = _duplicate_conflict(protocol, calendar.active_series_booked_at())
+        if duplicate is not None:
+            plan[0] = PlannedSession(1, plan[0].slot, duplicate.for_session(1))
     return plan
 
 
@@ -94,6 +98,11 @@ def series_duplicate_conflict(*, patient: Patient, protocol: Protocol) -> Bookin
         .values_list("created_at", flat=True)
         .first()
     )
+    return _duplicate_conflict(protocol, other)
+
+
+def _duplicate_conflict(protocol: Protocol, other: datetime | None) -> BookingConflict | None:
+    """`other`: when the patient's oldest active series of `protocol` was booked, if they have one."""
     if other is None:
         return None
     return BookingConflict(
@@ -454,32 +463,45 @@ def series_reflow_plan(
     it is, so that no patient hears of a change that changes nothing; one that does not takes
     the earliest day its gap allows, at its own time of day and chair where free (rule 7).
     Writes nothing; the steps stop at the first session that cannot be placed."""
-    now = now or timezone.now()
+    return _reflow_steps(session, starts_at, chair=chair, via=via, now=now or timezone.now())[0]
+
+
+def _reflow_steps(
+    session: Session, starts_at: datetime, *, chair: Chair | None, via: str, now: datetime,
+    siblings: list[Session] | None = None,
+) -> tuple[list[ReflowStep], list[Session]]:  # fmt: skip
+    """series_reflow_plan's steps, and the later sessions of the series they may move.
+    `siblings`: the series' other sessions in number order, where the caller has them."""
     clinic = session.clinic
     new_start = _utc(starts_at, clinic, field="starts_at", now=now)
     if chair is not None and chair.clinic_id != clinic.pk:
         raise ValidationError({"chair": "That chair belongs to another clinic."})
     protocol = session.series.protocol
     makeup = session.status not in Session.UPCOMING
-    _require_reflowable(session, makeup=makeup)
+    if siblings is None:
+        # The series' other sessions, in one query: what the re-flow keeps its gaps from, and moves.
+        siblings = list(Session.objects.filter(series_id=session.series_id).exclude(pk=session.pk).order_by("number"))
+    _require_reflowable(session, makeup=makeup, siblings=siblings)
     _require_notice(session, new_start, via=via, now=now)
     # Later sessions still to come; one whose time has passed unmarked is the nurse's to mark, not to move.
-    later = list(
-        Session.objects.filter(
-            series_id=session.series_id, number__gt=session.number, status__in=Session.UPCOMING, starts_at__gt=now
-        )
-        .order_by("number")
-        .only("pk", "number", "chair_id", "starts_at", "ends_at")
-    )
+    later = [s for s in siblings if s.number > session.number and s.status in Session.UPCOMING and s.starts_at > now]
     calendar = _series_calendar(session, ignore=[s.pk for s in later] + ([] if makeup else [session.pk]), now=now)
+    # The days the steps most likely look at, in one query: the new start's, each later session's
+    # own, and the earliest each could move to.
+    first_day = local_date(new_start, calendar.zone)
+    calendar.load(
+        [first_day + timedelta(days=n * protocol.min_gap_days) for n in range(len(later) + 1)]
+        + [local_date(s.starts_at, calendar.zone) for s in later]
+    )
     length = timedelta(minutes=protocol.chair_minutes) if makeup else session.ends_at - session.starts_at
     slot, refused = _slot_at(calendar, new_start, length, chair, session.chair_id)
-    previous = _previous_held(session)
+    held_before = [s for s in siblings if s.number < session.number and s.status in Session.HOLDING]
+    previous = held_before[-1].starts_at if held_before else None
     refused = refused or _gap_after(protocol, calendar, previous, new_start, now)
     steps = [ReflowStep(session.number, None if makeup else session.pk, None if makeup else session.starts_at, slot,
                         refused.for_session(session.number) if refused else None)]  # fmt: skip
     if refused is not None or slot is None:
-        return steps
+        return steps, later
     calendar.add(slot)
     for following in later:
         step = _reflow_next(calendar, protocol, steps[-1].slot, following)
@@ -488,7 +510,7 @@ def series_reflow_plan(
             break
         assert step.slot is not None
         calendar.add(step.slot)
-    return steps
+    return steps, later
 
 
 def series_reflow(
@@ -501,22 +523,42 @@ def series_reflow(
     now = now or timezone.now()
     with _translating_constraint_violations(), transaction.atomic():
         lock_clinic_and_patient(clinic_id=session.clinic_id, patient_id=session.patient_id)
-        series = Series.objects.select_for_update(no_key=True).select_related("protocol").get(pk=session.series_id)
-        session = Session.objects.select_for_update(no_key=True).select_related("series__protocol").get(pk=session.pk)
-        steps = series_reflow_plan(session=session, starts_at=starts_at, chair=chair, via=via, now=now)
+        # Its clinic and patient rows are locked already: joining them here takes no new lock.
+        series = (
+            Series.objects.select_for_update(no_key=True)
+            .select_related("protocol", "clinic", "patient")
+            .get(pk=session.series_id)
+        )
+        # The series' sessions, locked in one query: the one to re-flow from and those it may move.
+        held = Session.objects.select_for_update(no_key=True).filter(series_id=series.pk).order_by("number")
+        siblings = [_sharing(series, s) for s in held]
+        target = next((s for s in siblings if s.pk == session.pk), None)
+        if target is None:
+            raise Session.DoesNotExist("session to re-flow was not found")
+        session = target
+        siblings.remove(session)
+        steps, later = _reflow_steps(session, starts_at, chair=chair, via=via, now=now, siblings=siblings)
         for step in steps:
             if step.conflict is not None:
                 raise step.conflict
         # Sessions trade places inside this transaction: the overlap constraints wait for its end.
         _defer_overlap_checks()
-        changed = [_reflow_apply(step, session, series, reason=reason, via=via, actor=actor, now=now) for step in steps
-                   if step.changes]  # fmt: skip
-        _series_refresh_status(series.pk)
+        moving = {s.pk: s for s in later} | {session.pk: session}
+        changed = _reflow_apply(
+            [step for step in steps if step.changes], session, moving, series, reason=reason, via=via, actor=actor,
+            now=now,
+        )  # fmt: skip
+        if not changed:
+            _series_refresh_status(series.pk)
+        elif series.status != Series.Status.ACTIVE:
+            # A session of it is booked now: what _series_refresh_status would find, without reading them.
+            series.status = Series.Status.ACTIVE
+            series.save(update_fields=["status"])
         signals.series_reflowed.send(sender=Series, series=series, sessions=changed, now=now, via=via)
     return changed
 
 
-def _require_reflowable(session: Session, *, makeup: bool) -> None:
+def _require_reflowable(session: Session, *, makeup: bool, siblings: list[Session]) -> None:
     if not makeup:
         return
     if session.status not in (Session.Status.CANCELLED, Session.Status.NO_SHOW):
@@ -525,20 +567,16 @@ def _require_reflowable(session: Session, *, makeup: bool) -> None:
             f"Session {session.number} is {session.get_status_display().lower()}: re-flow from an upcoming one.",
             session_number=session.number,
         )
-    taken = Session.objects.filter(series_id=session.series_id, number=session.number, status__in=Session.HOLDING)
-    if taken.exists():
+    if any(s.number == session.number and s.status in Session.HOLDING for s in siblings):
         raise BookingConflict(
             "makeup_taken", f"Session {session.number} is already made good.", session_number=session.number
         )
 
 
-def _previous_held(session: Session) -> datetime | None:
-    return (
-        Session.objects.filter(series_id=session.series_id, number__lt=session.number, status__in=Session.HOLDING)
-        .order_by("-number")
-        .values_list("starts_at", flat=True)
-        .first()
-    )
+def _sharing(series: Series, session: Session) -> Session:
+    """`session` with its series, clinic and patient taken from `series`, loaded once for all of them."""
+    session.series, session.clinic, session.patient = series, series.clinic, series.patient
+    return session
 
 
 def _gap_after(
@@ -574,24 +612,49 @@ def _reflow_next(calendar: ClinicCalendar, protocol: Protocol, anchor: Slot | No
 
 
 def _reflow_apply(
-    step: ReflowStep, target: Session, series: Series, *, reason: str, via: str, actor, now: datetime
-) -> Session:
-    assert step.slot is not None
+    steps: list[ReflowStep], target: Session, moving: dict[int, Session], series: Series, *, reason: str, via: str,
+    actor, now: datetime,
+) -> list[Session]:  # fmt: skip
+    """Book the make-up, if any, and move the rest: their moves and audit lines written together,
+    one query each. `moving`: the sessions the steps may move, by id."""
     clinic = series.clinic
-    if step.session_id is None:
-        made = Session.objects.create(
-            series=series, patient_id=series.patient_id, clinic=clinic, chair_id=step.slot.chair_id,
-            number=step.number, starts_at=step.slot.starts_at, ends_at=step.slot.ends_at,
-            chair_free_at=step.slot.ends_at + timedelta(minutes=clinic.turnover_buffer_minutes), makeup_for=target,
-        )  # fmt: skip
-        audit_record(
-            patient=series.patient_id, session=made, action="made up", via=via, actor=actor, at=now,
-            detail=f"session {step.number} at {_clinic_time(made.starts_at, clinic)} for the "
-            f"{target.get_status_display().lower()} one" + (f": {reason}" if reason else ""),
-        )  # fmt: skip
-        return made
-    moving = target if step.session_id == target.pk else Session.objects.get(pk=step.session_id)
-    return _move(moving, step.slot, clinic, reason=reason or "re-flow", via=via, actor=actor, now=now, quiet=True)
+    changed: list[Session] = []
+    shifted: list[tuple[Session, datetime]] = []
+    moves: list[SessionMove] = []
+    audits: list[AuditEvent] = []
+    for step in steps:
+        assert step.slot is not None
+        if step.session_id is None:
+            made = Session.objects.create(
+                series=series, patient=series.patient, clinic=clinic, chair_id=step.slot.chair_id,
+                number=step.number, starts_at=step.slot.starts_at, ends_at=step.slot.ends_at,
+                chair_free_at=step.slot.ends_at + timedelta(minutes=clinic.turnover_buffer_minutes),
+                makeup_for=target,
+            )  # fmt: skip
+            audit_record(
+                patient=series.patient_id, session=made, action="made up", via=via, actor=actor, at=now,
+                detail=f"session {step.number} at {_clinic_time(made.starts_at, clinic)} for the "
+                f"{target.get_status_display().lower()} one" + (f": {reason}" if reason else ""),
+            )  # fmt: skip
+            changed.append(made)
+            continue
+        session = moving[step.session_id]
+        shifted.append((session, session.starts_at))
+        move, audit = _shift(session, step.slot, clinic, reason=reason or "re-flow", via=via, actor=actor, now=now)
+        moves.append(move)
+        audits.append(audit)
+        changed.append(session)
+    if shifted:
+        SessionMove.objects.bulk_create(moves)
+        for session, _ in shifted:
+            session.save(update_fields=[*_MOVED_FIELDS, "updated_at"])
+        AuditEvent.objects.bulk_create(audits)
+    for session, previous_start in shifted:
+        # The re-flow's one notice (series_reflowed) tells the patient of every move.
+        signals.session_moved.send(
+            sender=Session, session=session, previous_starts_at=previous_start, now=now, in_reflow=True, via=via
+        )
+    return changed
 
 
 def _defer_overlap_checks() -> None:
@@ -741,11 +804,31 @@ def _require_upcoming(session: Session, verb: str) -> None:
         )
 
 
-def _move(
-    session: Session, slot: Slot, clinic: Clinic, *, reason: str, via: str, actor, now: datetime, quiet: bool = False
-) -> Session:
-    """`quiet`: part of a re-flow, whose one notice (series_reflowed) tells the patient of every move."""
-    SessionMove.objects.create(
+def _move(session: Session, slot: Slot, clinic: Clinic, *, reason: str, via: str, actor, now: datetime) -> Session:
+    previous_start = session.starts_at
+    move, audit = _shift(session, slot, clinic, reason=reason, via=via, actor=actor, now=now)
+    move.save(force_insert=True)
+    session.save()
+    audit.save(force_insert=True)
+    signals.session_moved.send(
+        sender=Session, session=session, previous_starts_at=previous_start, now=now, in_reflow=False, via=via
+    )
+    return session
+
+
+# What a move changes on a session (_shift).
+_MOVED_FIELDS = [
+    "chair", "starts_at", "ends_at", "chair_free_at", "version", "status", "confirmed_at", "confirmed_via",
+    "driver_confirmed",
+]  # fmt: skip
+
+
+def _shift(
+    session: Session, slot: Slot, clinic: Clinic, *, reason: str, via: str, actor, now: datetime
+) -> tuple[SessionMove, AuditEvent]:
+    """Put `session` in `slot`, in memory, needing confirming again (the patient confirmed the
+    old time): with its history row and audit line, for the caller to save."""
+    move = SessionMove(
         session=session,
         from_starts_at=session.starts_at,
         from_chair_id=session.chair_id,
@@ -765,16 +848,12 @@ def _move(
     session.confirmed_at = None
     session.confirmed_via = ""
     session.driver_confirmed = False
-    session.save()
-    audit_record(
+    audit = _audit_event(
         patient=session.patient_id, session=session, action="moved", via=via, actor=actor, at=now,
         detail=f"from {_clinic_time(previous_start, clinic)} to {_clinic_time(slot.starts_at, clinic)}"
         + (f": {reason}" if reason else ""),
     )  # fmt: skip
-    signals.session_moved.send(
-        sender=Session, session=session, previous_starts_at=previous_start, now=now, in_reflow=quiet, via=via
-    )
-    return session
+    return move, audit
 
 
 def _set_status(
@@ -808,13 +887,27 @@ def audit_record(
     detail: str = "",
 ) -> AuditEvent:  # fmt: skip
     """One line of the audit trail. Staff actions carry the user; a patient's, the channel."""
+    event = _audit_event(
+        action=action, via=via, actor=actor, at=at, patient=patient, clinic=clinic, session=session, series=series,
+        object_type=object_type, object_id=object_id, detail=detail,
+    )  # fmt: skip
+    event.save(force_insert=True)
+    return event
+
+
+def _audit_event(
+    *, action: str, via: str, actor=None, at: datetime, patient: int | None = None, clinic: int | None = None,
+    session: Session | None = None, series: Series | None = None, object_type: str = "", object_id: int | None = None,
+    detail: str = "",
+) -> AuditEvent:  # fmt: skip
+    """audit_record's line, unsaved: a re-flow writes its lines together."""
     if clinic is None:
         owner = session or series
         if owner is not None:
             clinic = owner.clinic_id
         elif patient is not None:
             clinic = Patient.objects.values_list("clinic_id", flat=True).get(pk=patient)
-    return AuditEvent.objects.create(
+    return AuditEvent(
         clinic_id=clinic,
         patient_id=patient,
         session=session,
