@@ -65,13 +65,15 @@ def document(groups: list[Group], facts: list[tuple[str, str]], run_seconds: flo
         "make bench                                     # postgres://postgres@127.0.0.1:5432/bench\n"
         "BENCH_DATABASE_URL=postgres://u:p@host:5432/bench make bench\n"
         ".venv/bin/python bench/run.py --iterations 500 --profile --no-docs\n"
+        ".venv/bin/python bench/run.py --group booking   # one group; this page is left as it is\n"
         "```",
         "The database comes from `BENCH_DATABASE_URL`, else `DATABASE_URL`, else the local default "
         "above; it is created when missing, migrated, and its booking tables (and the reminder rows that "
         "hang on them) are emptied at every run, so its name must contain `bench`. A booking's wake-up of "
         "the reminder tick, one broker publish after commit, is off unless `REMINDER_KICK_ON_BOOKING=true`: "
         "no worker drains the bench's queue. `--profile` prints where each benchmark spends its time "
-        "(cProfile); `--check` exits 1 when a target is missed. To add a benchmark group, write a "
+        "(cProfile); `--check` exits 1 when a target is missed; `--group` (repeatable) runs only the groups "
+        "named, and then leaves this page alone. To add a benchmark group, write a "
         "function that returns a `bench.measure.Group` and list it in `bench/run.py`. The Reminders group "
         "also needs `redis-server` on the PATH: it starts a Redis of its own and real `celery worker` "
         "processes, and never touches the Redis of `REDIS_URL`.",
