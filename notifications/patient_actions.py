@@ -135,13 +135,7 @@ def _reflow_slots(session: Session, now: datetime) -> list[Slot]:
     )  # fmt: skip
     calendar.load(days)
     length = session.ends_at - session.starts_at
-    slots = []
-    for day in days:
-        for starts_at in calendar.start_times(day, length):
-            found = calendar.first_free(starts_at, length, session.chair_id) if starts_at >= earliest else None
-            if isinstance(found, Slot):
-                slots.append(found)
-    return slots
+    return [slot for day in days for slot in calendar.free_slots(day, length, session.chair_id, since=earliest)]
 
 
 def link_confirm(*, session: Session, driver: bool, now: datetime) -> bool:
