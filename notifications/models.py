@@ -120,8 +120,11 @@ class Message(models.Model):
     # Texts that reached (or may have reached) the provider count towards a patient's caps.
     WENT_OUT = (Status.SENDING, Status.SENT, Status.DELIVERED, Status.UNDELIVERED)
 
-    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="messages")
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="messages")
+    # Every message row costs one entry per index on the booking's path: the session's and the
+    # patient's lookups use the leading columns of message_planned_once and message_patient_sent_idx,
+    # so neither key has an index of its own.
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="messages", db_index=False)
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="messages", db_index=False)
     purpose = models.CharField(max_length=10, choices=Purpose.choices)
     rule = models.ForeignKey(ReminderRule, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     # Distinguishes messages of one purpose: the rule for reminders, the failed text for a fallback.
@@ -137,7 +140,8 @@ class Message(models.Model):
     recipient = models.CharField(max_length=254, blank=True)
     # What was sent, with the patient link's token cut out: the token is only ever stored hashed.
     body_redacted = models.TextField(blank=True)
-    provider_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    # Unique where set (message_provider_id_unique): planned rows, most of the table, have none.
+    provider_id = models.CharField(max_length=64, null=True, blank=True)
     provider_error = models.CharField(max_length=20, blank=True)
     sending_started_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -150,6 +154,9 @@ class Message(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["session", "purpose", "key", "channel", "session_version"], name="message_planned_once"
+            ),
+            models.UniqueConstraint(
+                fields=["provider_id"], condition=Q(provider_id__isnull=False), name="message_provider_id_unique"
             ),
         ]
         indexes = [

@@ -200,8 +200,10 @@ def _task_raise(session: Session, kind: str, *, detail: str, next_step: str) -> 
 
 
 def _flags_close(flags: QuerySet[StaffFlag], *, now: datetime, why: str) -> None:
-    """Mark the open ones handled by no one, each on the audit trail as the system's doing."""
-    with transaction.atomic():
+    """Mark the open ones handled by no one, each on the audit trail as the system's doing.
+    Inside a booking's transaction (where every receiver runs) it needs no savepoint of its own:
+    nothing here is caught and retried, so an error rolls back the booking with it."""
+    with transaction.atomic(savepoint=False):
         closing = list(
             flags.filter(handled_at=None)
             .select_for_update(skip_locked=True, of=("self",))

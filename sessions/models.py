@@ -312,8 +312,10 @@ class Session(models.Model):
 
     series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="sessions")
     # Denormalised from the series so the database can hold rules 2 and 3 on this one table.
-    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="sessions")
-    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="sessions")
+    # The patient's and the clinic's lookups use session_patient_start_idx and
+    # session_clinic_start_idx, which lead with them: no index of their own to keep on each insert.
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="sessions", db_index=False)
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="sessions", db_index=False)
     chair = models.ForeignKey(Chair, on_delete=models.PROTECT, related_name="sessions")
     number = models.PositiveSmallIntegerField(help_text="k in 'session k of n'.")
     starts_at = models.DateTimeField()

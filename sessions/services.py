@@ -523,10 +523,11 @@ def series_reflow(
     now = now or timezone.now()
     with _translating_constraint_violations(), transaction.atomic():
         lock_clinic_and_patient(clinic_id=session.clinic_id, patient_id=session.patient_id)
-        # Its clinic and patient rows are locked already: joining them here takes no new lock.
+        # The series row alone is locked; its protocol, clinic and patient (with the patient's
+        # clinic, whose zone their reminders use) come in the same query.
         series = (
-            Series.objects.select_for_update(no_key=True)
-            .select_related("protocol", "clinic", "patient")
+            Series.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("protocol", "clinic", "patient__clinic")
             .get(pk=session.series_id)
         )
         # The series' sessions, locked in one query: the one to re-flow from and those it may move.
