@@ -10,15 +10,15 @@ constraints back rules 2 and 3 for any code that skips the services.
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import NamedTuple
 
 import psycopg
-from django.db import connection
+from django.db import connection, models
 from django.db.models import F, IntegerField, Q, Value
 
 from .clock import day_bounds, local_date, wall_clock
-from .models import Clinic, Protocol, Series, Session
+from .models import Chair, Clinic, ClosedDate, OpeningHours, Protocol, Series, Session, StaffingBlock
 
 # Protocols cap chair time at 12 hours (a check constraint), so a session that overlaps an
 # instant started at most this long before it.
@@ -186,28 +186,20 @@ class ClinicCalendar:
         self.series_id = series_id
         self.min_gap_days = min_gap_days
         self.protocol_id = protocol_id
-        # The models' default orderings join the clinic (to sort by its name): these reads skip them.
-        self.active_chairs: dict[int, str] = dict(
-            clinic.chairs.filter(is_active=True).order_by().values_list("id", "name")
-        )
+        setup = _clinic_setup(clinic, since=local_date(now, self.zone) - timedelta(days=MAX_GAP_DAYS))
+        self.active_chairs: dict[int, str] = dict(setup.chairs)
         self.chairs_by_name: list[int] = sorted(self.active_chairs, key=lambda pk: (self.active_chairs[pk], pk))
-        self._hours = {
-            w: (o, c) for w, o, c in clinic.opening_hours.order_by().values_list("weekday", "opens", "closes")
-        }
+        self._hours = {weekday: (opens, closes) for weekday, opens, closes in setup.hours}
         self._blocks: dict[int, list[tuple]] = {}
-        blocks = clinic.staffing_blocks.order_by("weekday", "starts")
-        for weekday, starts, ends, nurses, per_nurse in blocks.values_list(
-            "weekday", "starts", "ends", "nurses", "patients_per_nurse"
-        ):
-            # StaffingBlock.capacity, without building a model instance per block.
-            self._blocks.setdefault(weekday, []).append((starts, ends, nurses * per_nurse))
+        for weekday, starts, ends, capacity in sorted(setup.blocks):
+            self._blocks.setdefault(weekday, []).append((starts, ends, capacity))
         self._staffed = bool(self._blocks)
         self._orders: dict[int | None, list[int]] = {}
         self._days: dict[date, _Day] = {}
         self._patient_visits: list[_PatientVisit] | None = None
         self._active_series: list[datetime] = []
-        self._closed: dict[date, str] = {}
-        self._closed_since: date | None = None
+        self._closed: dict[date, str] = dict(setup.closed)
+        self._closed_since: date | None = setup.since
 
     # Loading
 
@@ -548,6 +540,65 @@ class ClinicCalendar:
     def _show(self, moment: datetime, *, time_only: bool = False) -> str:
         local = moment.astimezone(self.zone)
         return f"{local:%H:%M}" if time_only else f"{local:%a %d %b %Y %H:%M}"
+
+
+class _Setup(NamedTuple):
+    """How a clinic is set up for booking: its active chairs (id, name), opening hours (weekday,
+    opens, closes), staffing blocks (weekday, starts, ends, patients at once) and closed dates
+    (date, reason) from `since` on."""
+
+    chairs: list[tuple[int, str]]
+    hours: list[tuple[int, time, time]]
+    blocks: list[tuple[int, time, time, int]]
+    closed: list[tuple[date, str]]
+    since: date
+
+
+def _clinic_setup(clinic: Clinic, *, since: date) -> _Setup:
+    """Every calendar reads these first: on PostgreSQL in one query rather than four (a booking
+    makes a dozen queries, and each costs the ORM more than the database)."""
+    if connection.vendor != "postgresql":
+        # The models' default orderings join the clinic (to sort by its name): these reads skip them.
+        return _Setup(
+            chairs=list(clinic.chairs.filter(is_active=True).order_by().values_list("id", "name")),
+            hours=list(clinic.opening_hours.order_by().values_list("weekday", "opens", "closes")),
+            blocks=[
+                (weekday, starts, ends, nurses * per_nurse)
+                for weekday, starts, ends, nurses, per_nurse in clinic.staffing_blocks.order_by().values_list(
+                    "weekday", "starts", "ends", "nurses", "patients_per_nurse"
+                )
+            ],
+            closed=list(clinic.closed_dates.filter(date__gte=since).order_by().values_list("date", "reason")),
+            since=since,
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(_SETUP_SQL, {"clinic": clinic.pk, "since": since})
+        chairs, hours, blocks, closed = cursor.fetchone()
+    return _Setup(
+        chairs=[(pk, name) for pk, name in chairs],
+        hours=[(weekday, time.fromisoformat(opens), time.fromisoformat(closes)) for weekday, opens, closes in hours],
+        blocks=[(w, time.fromisoformat(s), time.fromisoformat(e), capacity) for w, s, e, capacity in blocks],
+        closed=[(date.fromisoformat(day), reason) for day, reason in closed],
+        since=since,
+    )
+
+
+def _setup_sql() -> str:
+    def rows(model: type[models.Model], columns: str, where: str = "") -> str:
+        found = f"SELECT json_build_array({columns}) FROM {model._meta.db_table} WHERE clinic_id = %(clinic)s {where}"
+        return f"ARRAY({found})"
+
+    return "SELECT " + ", ".join(
+        [
+            rows(Chair, "id, name", "AND is_active"),
+            rows(OpeningHours, "weekday, opens, closes"),
+            rows(StaffingBlock, "weekday, starts, ends, nurses * patients_per_nurse"),
+            rows(ClosedDate, "date, reason", "AND date >= %(since)s"),
+        ]
+    )
+
+
+_SETUP_SQL = _setup_sql()
 
 
 def _runs(days: list[date]) -> list[tuple[date, date]]:

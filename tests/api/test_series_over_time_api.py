@@ -280,10 +280,12 @@ def test_listing_series_reads_the_gap_report_once_for_the_whole_page(scheduler_a
 
 @pytest.fixture
 def started(clinic, patient) -> Session:
-    """A booster session that began an hour ago."""
+    """A booster session that began an hour ago (booked inside opening hours, whatever the hour
+    the test runs, then put back in time)."""
     starts = timezone.now().replace(second=0, microsecond=0) - timedelta(hours=1)
     booster = clinic.protocols.get(name="Booster")
-    session = series_book(patient=patient, protocol=booster, first_start=starts + timedelta(days=3)).sessions.get()
+    booked_at = datetime.combine(timezone.localdate(timezone=clinic.zone) + timedelta(days=3), time(10))
+    session = series_book(patient=patient, protocol=booster, first_start=booked_at).sessions.get()
     Session.objects.filter(pk=session.pk).update(
         starts_at=starts, ends_at=starts + timedelta(hours=2), chair_free_at=starts + timedelta(hours=2)
     )
