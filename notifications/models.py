@@ -140,8 +140,9 @@ class Message(models.Model):
     recipient = models.CharField(max_length=254, blank=True)
     # What was sent, with the patient link's token cut out: the token is only ever stored hashed.
     body_redacted = models.TextField(blank=True)
-    # Unique where set (message_provider_id_unique): planned rows, most of the table, have none.
-    provider_id = models.CharField(max_length=64, null=True, blank=True)
+    # Unique where set (message_provider_id_unique): NULL, not "", for the planned rows (most of
+    # the table) that have none, so that the index leaves them out.
+    provider_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     provider_error = models.CharField(max_length=20, blank=True)
     sending_started_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)

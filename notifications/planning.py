@@ -11,15 +11,15 @@ again, for what planning cannot see (notices over a cap, texts planned before th
 
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Exists, Field, Q, QuerySet
+from django.db import transaction
+from django.db.models import Exists, Q, QuerySet
 from django.utils import timezone
 
+from scheduler.bulk import rows_insert
 from sessions.clock import LocalTimeError, to_utc
 from sessions.models import Clinic, Patient, Session
 
@@ -366,46 +366,11 @@ def _row(
 
 
 def _save(rows: list[Message]) -> list[Message]:
-    saved = _insert(rows)
+    rows_insert(rows)
     if any(row.status == Message.Status.PLANNED and row.due_at <= timezone.now() for row in rows):
         # Something is due now (a booking confirmation): wake the tick instead of waiting for it.
         transaction.on_commit(_kick_tick)
-    return saved
-
-
-def _insert(rows: list[Message]) -> list[Message]:
-    """bulk_create(rows, ignore_conflicts=True), as one INSERT of an array per column (as Django
-    writes it on PostgreSQL) but without the ORM's preparing each value on its own: a booking
-    plans some 30 rows, and that preparation was a tenth of its time. The values are what
-    `_row` and the model's defaults set, of types the driver writes as they are."""
-    if connection.vendor != "postgresql" or len(rows) < 2:
-        return Message.objects.bulk_create(rows, ignore_conflicts=True)
-    now = timezone.now()
-    fields, sql = _insert_statement()
-    values = [
-        [now for _ in rows] if field.name in _STAMPED else [getattr(row, field.attname) for row in rows]
-        for field in fields
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-    for row in rows:
-        row.created_at = row.updated_at = now
     return rows
-
-
-# Set on insert by `auto_now_add` and `auto_now`: _insert stamps them itself.
-_STAMPED = ("created_at", "updated_at")
-
-
-@cache
-def _insert_statement() -> tuple[list[Field], str]:
-    fields = [field for field in Message._meta.concrete_fields if not field.primary_key]
-    quote = connection.ops.quote_name
-    # As Django's own: no length on the array's type, so that a cast cannot truncate a value.
-    arrays = ", ".join(f"%s::{field.db_type(connection).split('(')[0]}[]" for field in fields)
-    columns = ", ".join(quote(field.column) for field in fields)
-    table = quote(Message._meta.db_table)
-    return fields, f"INSERT INTO {table} ({columns}) SELECT * FROM UNNEST({arrays}) ON CONFLICT DO NOTHING"
 
 
 def _kick_tick() -> None:

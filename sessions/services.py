@@ -17,6 +17,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from scheduler.bulk import rows_update
+
 from . import signals
 from .calendar import BOOKING_HORIZON, BookingConflict, ClinicCalendar, Slot, series_gap_conflict
 from .clock import LocalTimeError, local_date, to_utc, wall_clock
@@ -647,8 +649,7 @@ def _reflow_apply(
         changed.append(session)
     if shifted:
         SessionMove.objects.bulk_create(moves)
-        for session, _ in shifted:
-            session.save(update_fields=[*_MOVED_FIELDS, "updated_at"])
+        rows_update([session for session, _ in shifted], [*_MOVED_FIELDS, "updated_at"])
         AuditEvent.objects.bulk_create(audits)
     for session, previous_start in shifted:
         # The re-flow's one notice (series_reflowed) tells the patient of every move.
