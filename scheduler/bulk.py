@@ -59,7 +59,8 @@ def _values(rows: Sequence[Model], fields: list[Field], *, adding: bool) -> list
 
 def _arrays(fields: Sequence[Field]) -> str:
     # As Django's own: no length on the array's type, so that a cast cannot cut a value short.
-    return ", ".join(f"%s::{field.db_type(connection).split('(')[0]}[]" for field in fields)
+    # %b sends each array in the driver's binary format: in text, every string is escaped first.
+    return ", ".join(f"%b::{field.db_type(connection).split('(')[0]}[]" for field in fields)
 
 
 @cache
