@@ -427,8 +427,13 @@ class AuditEvent(models.Model):
     via = models.CharField(max_length=8, choices=Via.choices)
     action = models.CharField(max_length=40)
     # Kept when a clinic is deleted, so the deletion itself stays on record.
-    clinic = models.ForeignKey(Clinic, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    patient = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events")
+    # Looked up by audit_clinic_at_idx and audit_patient_at_idx, which lead with them.
+    clinic = models.ForeignKey(
+        Clinic, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    patient = models.ForeignKey(
+        Patient, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events", db_index=False
+    )
     series = models.ForeignKey(Series, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events")
     session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events")
     object_type = models.CharField(max_length=60, blank=True, help_text="app_label.model of a changed record.")

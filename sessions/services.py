@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from scheduler.bulk import rows_update
+from scheduler.bulk import rows_insert, rows_update
 
 from . import signals
 from .calendar import BOOKING_HORIZON, BookingConflict, ClinicCalendar, Slot, series_gap_conflict
@@ -648,9 +648,9 @@ def _reflow_apply(
         audits.append(audit)
         changed.append(session)
     if shifted:
-        SessionMove.objects.bulk_create(moves)
+        rows_insert(moves)
         rows_update([session for session, _ in shifted], [*_MOVED_FIELDS, "updated_at"])
-        AuditEvent.objects.bulk_create(audits)
+        rows_insert(audits)
     for session, previous_start in shifted:
         # The re-flow's one notice (series_reflowed) tells the patient of every move.
         signals.session_moved.send(

@@ -21,4 +21,14 @@ class Migration(migrations.Migration):
             name='patient',
             field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='sessions', to='booking.patient'),
         ),
+        migrations.AlterField(
+            model_name='auditevent',
+            name='clinic',
+            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='booking.clinic'),
+        ),
+        migrations.AlterField(
+            model_name='auditevent',
+            name='patient',
+            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='audit_events', to='booking.patient'),
+        ),
     ]
