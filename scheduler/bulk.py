@@ -30,6 +30,25 @@ def rows_insert(rows: Sequence[Model]) -> None:
         cursor.execute(_insert_sql(model), values)
 
 
+def rows_create(rows: Sequence[Model]) -> None:
+    """bulk_create(rows): each row gets its id; one that breaks a constraint fails them all."""
+    if not rows:
+        return
+    model = type(rows[0])
+    if connection.vendor != "postgresql" or len(rows) < 2:
+        model._default_manager.bulk_create(rows)
+        return
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    values = _values(rows, fields, adding=True)
+    with connection.cursor() as cursor:
+        cursor.execute(_create_sql(model), values)
+        # In the order given, as Django's own bulk_create counts on.
+        ids = [found for (found,) in cursor.fetchall()]
+    for row, found in zip(rows, ids, strict=True):
+        row.pk = found
+        row._state.adding, row._state.db = False, connection.alias
+
+
 def rows_update(rows: Sequence[Model], fields: Sequence[str]) -> None:
     """Save `fields` of each row (as save(update_fields=fields) would, one statement for all)."""
     if not rows:
@@ -71,6 +90,17 @@ def _insert_sql(model: type[Model]) -> str:
     return (
         f"INSERT INTO {quote(model._meta.db_table)} ({columns}) "
         f"SELECT * FROM UNNEST({_arrays(fields)}) ON CONFLICT DO NOTHING"
+    )
+
+
+@cache
+def _create_sql(model: type[Model]) -> str:
+    quote = connection.ops.quote_name
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    columns = ", ".join(quote(field.column) for field in fields)
+    return (
+        f"INSERT INTO {quote(model._meta.db_table)} ({columns}) "
+        f"SELECT * FROM UNNEST({_arrays(fields)}) RETURNING {quote(model._meta.pk.column)}"
     )
 
 

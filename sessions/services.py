@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from scheduler.bulk import rows_insert, rows_update
+from scheduler.bulk import rows_create, rows_insert, rows_update
 
 from . import signals
 from .calendar import BOOKING_HORIZON, BookingConflict, ClinicCalendar, Slot, series_gap_conflict
@@ -148,7 +148,7 @@ def series_book(
             override_reason=override_reason,
         )  # fmt: skip
         buffer = timedelta(minutes=protocol.clinic.turnover_buffer_minutes)
-        sessions = Session.objects.bulk_create(
+        sessions = [
             Session(
                 series=series,
                 patient=patient,
@@ -161,7 +161,8 @@ def series_book(
             )
             for p in plan
             if p.slot is not None
-        )
+        ]
+        rows_create(sessions)
         first = _clinic_time(sessions[0].starts_at, protocol.clinic)
         detail = f"{protocol.name}: {len(sessions)} session(s) from {first}"
         if override_reason:
