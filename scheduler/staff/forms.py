@@ -116,6 +116,8 @@ class SeriesForm(forms.Form):
     protocol = forms.ModelChoiceField(queryset=Protocol.objects.none(), empty_label="Choose a protocol")
     first_start = WallClockField(label="First session", help_text="Clinic time. Later sessions are placed for you.")
     chair = forms.ModelChoiceField(queryset=Chair.objects.none(), required=False, empty_label="Any free chair")
+    # The sessions the last preview showed (plan_signature): "Book series" books those or nothing.
+    plan = forms.CharField(max_length=2000, required=False, widget=forms.HiddenInput)
     # Offered when the preview finds another active series of the protocol (rule 10).
     override_reason = forms.CharField(
         label="Book anyway — reason",
@@ -237,8 +239,9 @@ class ReflowForm(forms.Form):
         return clinic_instant(self.cleaned_data["starts_at"], self.clinic)
 
 
-def reflow_signature(changes: list[tuple[int, int, datetime]]) -> str:
-    """(number, chair id, start) of each session a re-flow books or moves, as one string."""
+def plan_signature(changes: list[tuple[int, int, datetime]]) -> str:
+    """(number, chair id, start) of each session a booking or re-flow books or moves, as one
+    string: the preview carries it, and what is committed must match it."""
     return ";".join(f"{number}:{slot_value(chair_id, starts_at)}" for number, chair_id, starts_at in changes)
 
 

@@ -36,7 +36,7 @@ from sessions import selectors as booking_selectors
 from sessions import services
 from sessions.access import clinics_for
 from sessions.calendar import BookingConflict
-from sessions.models import AuditEvent, Chair, Clinic, Session
+from sessions.models import AuditEvent, Chair, Clinic, Series, Session
 
 from . import forms, selectors, two_factor
 from .board import board_build
@@ -312,7 +312,7 @@ def _reflow_as_previewed(request: HttpRequest, session: Session, form: forms.Ref
             session=session, starts_at=form.cleaned_data["starts_at"], chair=form.cleaned_data["chair"],
             reason=form.cleaned_data["reason"], via=Session.Channel.STAFF, actor=request.user,
         )  # fmt: skip
-        booked = forms.reflow_signature([(s.number, s.chair_id, s.starts_at) for s in changed])
+        booked = forms.plan_signature([(s.number, s.chair_id, s.starts_at) for s in changed])
         if booked != form.cleaned_data["plan"]:
             raise _PlanChanged
     return changed
@@ -383,7 +383,7 @@ def _reflow_preview(session: Session, steps: list[services.ReflowStep]) -> dict:
         "unplanned": unplanned,
         "blocked": blocked,
         "bookable": not blocked and any(step.changes for step in steps),
-        "plan": forms.reflow_signature(
+        "plan": forms.plan_signature(
             [(step.number, step.slot.chair_id, step.slot.starts_at) for step in steps if step.slot and step.changes]
         ),
     }
@@ -476,14 +476,33 @@ def book_series(request: HttpRequest, patient_id: int) -> HttpResponse:
             "override_reason": form.cleaned_data["override_reason"],
         }
         if request.POST.get("action") == "book":
-            with _refusals_shown(request, "Not booked"):
-                series = services.series_book(**booking, actor=request.user, via=Session.Channel.STAFF)
+            series = _book_as_previewed(request, booking, form.cleaned_data["plan"])
+            if series is not None:
                 first = patient.clinic.local(series.sessions.order_by("number").first().starts_at)
                 messages.success(request, f"Booked {series.protocol} for {patient} from {first:%a %d %b %H:%M}.")
                 return redirect("staff:patient", patient_id=patient.pk)
         with _refusals_shown(request, "No preview"):
             plan = _preview(booking, services.series_plan(**booking))
     return _render(request, "staff/book_series.html", {"patient": patient, "form": form, "plan": plan}, section="book")
+
+
+def _book_as_previewed(request: HttpRequest, booking: dict, previewed: str) -> Series | None:
+    """Book only what the scheduler last saw: with no preview, or when the fields or the calendar
+    changed since, nothing is booked and the page shows the plan as it stands now."""
+    if not previewed:
+        messages.error(request, "Not booked: preview the series first, then book what the preview shows.")
+        return None
+    with _refusals_shown(request, "Not booked"):
+        try:
+            with transaction.atomic():
+                series = services.series_book(**booking, actor=request.user, via=Session.Channel.STAFF)
+                sessions = series.sessions.order_by("number").values_list("number", "chair_id", "starts_at")
+                if forms.plan_signature(list(sessions)) != previewed:
+                    raise _PlanChanged
+            return series
+        except _PlanChanged:
+            messages.error(request, "Not booked: the sessions changed since the preview. Check this preview and book.")
+    return None
 
 
 def _preview(booking: dict, planned: list[services.PlannedSession]) -> dict:
@@ -504,7 +523,11 @@ def _preview(booking: dict, planned: list[services.PlannedSession]) -> dict:
     unplaced = list(range(len(rows) + 1, protocol.session_count + 1))
     bookable = not unplaced and all(p.conflict is None for p in planned)
     duplicate = any(p.conflict is not None and p.conflict.code == "series_duplicate" for p in planned)
-    return {"rows": rows, "unplaced": unplaced, "bookable": bookable, "protocol": protocol, "duplicate": duplicate}
+    signature = forms.plan_signature([(p.number, p.slot.chair_id, p.slot.starts_at) for p in planned if p.slot])
+    return {
+        "rows": rows, "unplaced": unplaced, "bookable": bookable, "protocol": protocol, "duplicate": duplicate,
+        "signature": signature if bookable else "",
+    }  # fmt: skip
 
 
 def _conflict_detail(conflict: BookingConflict | None, number: int) -> str:

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from sessions.clock import local_date
 from sessions.models import AuditEvent, Patient, Series
+from sessions.services import series_book
 from tests.factories import clinic_make, patient_make, protocol_make
 
 pytestmark = pytest.mark.django_db
@@ -80,7 +81,7 @@ def test_preview_shows_every_session_and_books_nothing_then_book_saves_the_serie
     assert all(row["starts"].time() == time(9) and row["conflict"] is None for row in plan["rows"])
     assert not Series.objects.exists()
 
-    booked = scheduler.post(url, {**form, "action": "book"}, follow=True)
+    booked = scheduler.post(url, {**form, "plan": plan["signature"], "action": "book"}, follow=True)
 
     series = Series.objects.get()
     assert booked.redirect_chain[-1][0] == reverse("staff:patient", args=[patient.pk])
@@ -92,20 +93,69 @@ def test_preview_shows_every_session_and_books_nothing_then_book_saves_the_serie
 
 def test_a_broken_rule_shows_next_to_the_session_and_as_a_message_on_book(scheduler, clinic, induction, patient, later):
     url = reverse("staff:book-series", args=[patient.pk])
+    fits = scheduler.post(url, {"protocol": induction.pk, "first_start": wall(later, 9), "action": "preview"})
     # Two hours from 17:00 run past closing time (18:00).
     form = {"protocol": induction.pk, "first_start": wall(later, 17), "chair": ""}
 
     preview = scheduler.post(url, {**form, "action": "preview"})
-    refused = scheduler.post(url, {**form, "action": "book"})
+    refused = scheduler.post(url, {**form, "plan": fits.context["plan"]["signature"], "action": "book"})
 
     [row] = preview.context["plan"]["rows"]
     assert (row["conflict"].code, row["conflict"].rule) == ("outside_opening_hours", 1)
     assert preview.context["plan"]["unplaced"] == [2, 3, 4, 5, 6]
-    assert "Rule 1" in preview.content.decode()
+    html = preview.content.decode()
+    assert "Rule 1" in html and 'value="book"' not in html
     [message] = [str(m) for m in refused.context["messages"]]
     assert message.startswith("Not booked: Session 1: ") and "(rule 1:" in message
     assert refused.context["plan"] is not None
     assert not Series.objects.filter(patient=patient).exists()
+
+
+def test_book_without_a_preview_books_nothing_and_shows_the_plan(scheduler, induction, patient, later):
+    url = reverse("staff:book-series", args=[patient.pk])
+
+    response = scheduler.post(url, {"protocol": induction.pk, "first_start": wall(later, 9), "action": "book"})
+
+    assert [str(m) for m in response.context["messages"]] == [
+        "Not booked: preview the series first, then book what the preview shows."
+    ]
+    assert response.context["plan"]["bookable"] and 'value="book"' in response.content.decode()
+    assert not Series.objects.exists()
+
+
+def test_book_after_a_field_changed_books_nothing_and_shows_the_new_plan(scheduler, induction, patient, later):
+    url = reverse("staff:book-series", args=[patient.pk])
+    preview = scheduler.post(url, {"protocol": induction.pk, "first_start": wall(later, 9), "action": "preview"})
+
+    changed = scheduler.post(
+        url,
+        {"protocol": induction.pk, "first_start": wall(later, 10), "plan": preview.context["plan"]["signature"],
+         "action": "book"},
+    )  # fmt: skip
+
+    assert not Series.objects.exists()
+    [message] = [str(m) for m in changed.context["messages"]]
+    assert message == "Not booked: the sessions changed since the preview. Check this preview and book."
+    plan = changed.context["plan"]
+    assert [row["starts"].time() for row in plan["rows"]] == [time(10)] * 6
+    assert plan["signature"] != preview.context["plan"]["signature"]
+
+
+def test_book_after_the_calendar_changed_books_nothing(scheduler, clinic, induction, patient, later):
+    url = reverse("staff:book-series", args=[patient.pk])
+    form = {"protocol": induction.pk, "first_start": wall(later, 9), "chair": ""}
+    preview = scheduler.post(url, {**form, "action": "preview"})
+    first_chair = preview.context["plan"]["rows"][0]["chair"]
+    # Meanwhile a colleague books the chair the preview chose, at the same time.
+    other = patient_make(clinic, first_name="Noa")
+    series_book(patient=other, protocol=induction, first_start=datetime.combine(later, time(9)),
+                chair=clinic.chairs.get(name=first_chair))  # fmt: skip
+
+    response = scheduler.post(url, {**form, "plan": preview.context["plan"]["signature"], "action": "book"})
+
+    assert not Series.objects.filter(patient=patient).exists()
+    assert "changed since the preview" in str(list(response.context["messages"])[0])
+    assert response.context["plan"]["rows"][0]["chair"] != first_chair
 
 
 def test_a_time_the_clocks_skip_is_a_form_error(scheduler):

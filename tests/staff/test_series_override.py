@@ -26,9 +26,13 @@ def test_a_second_active_series_is_named_in_the_preview_and_booked_only_with_a_r
     form = {"protocol": induction.pk, "first_start": wall(later + timedelta(weeks=2), 9), "chair": ""}
 
     preview = scheduler.post(url, {**form, "action": "preview"})
-    refused = scheduler.post(url, {**form, "action": "book"})
-    booked = scheduler.post(url, {**form, "override_reason": "  second course,\n ordered by Dr Ruiz ",
-                                  "action": "book"}, follow=True)  # fmt: skip
+    with_reason = {**form, "override_reason": "  second course,\n ordered by Dr Ruiz "}
+    reasoned = scheduler.post(url, {**with_reason, "action": "preview"})
+    # A crafted "book" with the reason's plan but no reason still meets rule 10.
+    refused = scheduler.post(url, {**form, "plan": reasoned.context["plan"]["signature"], "action": "book"})
+    booked = scheduler.post(
+        url, {**with_reason, "plan": reasoned.context["plan"]["signature"], "action": "book"}, follow=True
+    )
 
     plan = preview.context["plan"]
     assert plan["duplicate"] and not plan["bookable"]
