@@ -5,6 +5,7 @@ the database can hold, it holds: check constraints here, and on PostgreSQL two e
 constraints (migration 0002) so that no code path can double-book a chair or a patient.
 """
 
+from collections.abc import Collection
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
@@ -14,7 +15,14 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
-from .validators import validate_e164, validate_neutral, validate_single_line, validate_time_zone
+from .validators import (
+    phone_in_region,
+    phone_region,
+    validate_e164,
+    validate_neutral,
+    validate_single_line,
+    validate_time_zone,
+)
 
 
 class Weekday(models.IntegerChoices):
@@ -104,6 +112,12 @@ class Clinic(models.Model):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
+
+    @property
+    def region(self) -> str | None:
+        """The clinic's country, from its own phone: patients' phones typed without a country
+        code are read as numbers of it."""
+        return phone_region(self.phone)
 
     def local(self, moment: datetime) -> datetime:
         return moment.astimezone(self.zone)
@@ -255,6 +269,14 @@ class Patient(StaysInItsClinic):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone) if self.time_zone else self.clinic.zone
+
+    def clean_fields(self, exclude: Collection[str] | None = None) -> None:
+        # A phone as staff type it, read in the clinic's country, is stored in E.164 before the
+        # field's validator checks it: every form of this model (staff pages, admin) and the API
+        # (PatientSerializer) take "(602) 555-0101" alike.
+        if self.phone and self.clinic_id is not None and not (exclude and "phone" in exclude):
+            self.phone = phone_in_region(self.phone, self.clinic.region)
+        super().clean_fields(exclude=exclude)
 
 
 class Series(models.Model):

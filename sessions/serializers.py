@@ -5,6 +5,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, time
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -29,7 +30,7 @@ from .models import (
     StaffingBlock,
 )
 from .selectors import SeriesGap, series_gaps
-from .validators import validate_single_line
+from .validators import phone_in_region, validate_e164, validate_single_line
 
 # Ids as PostgreSQL's bigint holds them: a larger one names no row, and used in a write it fails
 # in the database instead of here.
@@ -312,6 +313,13 @@ class ProtocolSerializer(ClinicScopedModelSerializer):
 
 
 class PatientSerializer(ClinicScopedModelSerializer):
+    # As typed ("(602) 555-0101"), read in the clinic's country: validate() stores it in E.164.
+    phone = serializers.CharField(
+        max_length=40, required=False, allow_blank=True,
+        help_text="Any usual format; without a country code, a number of the clinic's country. Stored and "
+        "answered in E.164 (+16025550101).",
+    )  # fmt: skip
+
     class Meta:
         model = Patient
         fields = [
@@ -319,6 +327,18 @@ class PatientSerializer(ClinicScopedModelSerializer):
             "sms_enabled", "email_enabled", "sms_consent_at", "sms_consent_source", "sms_opted_out_at",
         ]  # fmt: skip
         read_only_fields = ["sms_opted_out_at"]
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        if attrs.get("phone"):
+            clinic = attrs.get("clinic") or getattr(self.instance, "clinic", None)
+            phone = phone_in_region(attrs["phone"], clinic.region if clinic else None)
+            try:
+                validate_e164(phone)
+            except DjangoValidationError as error:
+                raise serializers.ValidationError({"phone": error.messages}) from error
+            attrs["phone"] = phone
+        return attrs
 
 
 class SessionMoveSerializer(serializers.ModelSerializer):

@@ -4,7 +4,7 @@ from zoneinfo import available_timezones
 import phonenumbers
 from django.core.exceptions import ValidationError
 
-_E164_HINT = "Enter the phone in international form, e.g. +15205550123."
+_E164_HINT = "Enter a phone number, e.g. (520) 555-0123, or +44 20 7946 0958 for another country."
 
 
 def validate_time_zone(value: str) -> None:
@@ -33,6 +33,32 @@ def validate_e164(value: str) -> None:
         raise ValidationError(_E164_HINT) from exc
     if not phonenumbers.is_valid_number(parsed):
         raise ValidationError(f"{value} is not a valid phone number.")
+
+
+def phone_in_region(value: str, region: str | None) -> str:
+    """`value` as E.164 where it is a valid number as typed, read in `region` (a country such as
+    "US": the clinic's) unless it starts with + or 00; else as typed, for validate_e164 to refuse.
+    "(602) 555-0101", "602.555.0101" and "+1 602 555 0101" are all +16025550101 for a US clinic."""
+    text = value.strip()
+    if not text or len(text) > 40:
+        return text
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return text
+    if not phonenumbers.is_valid_number(parsed):
+        return text
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def phone_region(phone: str) -> str | None:
+    """The country of an E.164 number ("US" for +1602…), or None."""
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(phone, None))
+    except phonenumbers.NumberParseException:
+        return None
 
 
 # Words that would tell a reader of a patient's phone what the visit is for. Names patients see

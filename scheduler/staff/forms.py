@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, time
 
 from django import forms
+from django.core.validators import MaxLengthValidator
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -12,7 +13,6 @@ from sessions.models import Chair, Clinic, Patient, Protocol, Session
 from sessions.serializers import BOOKING_HORIZON
 
 # E.164 as the browser can check it while typing; the model's validator has the last word.
-PHONE_PATTERN = r"\+[1-9][0-9]{6,14}"
 
 
 class WallClockField(forms.Field):
@@ -80,19 +80,17 @@ class PatientForm(forms.ModelForm):
         help_texts = {"sms_consent_source": ""}
         widgets = {
             "phone": forms.TextInput(
-                attrs={
-                    "type": "tel",
-                    "pattern": PHONE_PATTERN,
-                    "placeholder": "+16025550123",
-                    "title": "International form: + then country code and number, e.g. +16025550123",
-                    "autocomplete": "off",
-                }
+                attrs={"type": "tel", "placeholder": "(602) 555-0123", "autocomplete": "off", "maxlength": 40}
             ),
             "sms_consent_source": forms.TextInput(attrs={"placeholder": "e.g. intake form"}),
         }
 
     def __init__(self, *args, clinics: QuerySet[Clinic], **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # Typed as staff write it: the model stores it in E.164, read in the clinic's country.
+        self.fields["phone"].max_length = 40
+        self.fields["phone"].validators = [MaxLengthValidator(40)]
+        self.fields["phone"].help_text = "Without a country code, a number of the clinic's country."
         self.fields["clinic"].queryset = clinics
         self.fields["clinic"].empty_label = None
         only = list(clinics[:2])

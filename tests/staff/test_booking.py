@@ -42,6 +42,18 @@ def test_a_new_patient_with_a_bad_phone_is_refused_by_the_models_validator(sched
     assert patient.sms_consent_at is not None and patient.sms_consent_source == "intake form"
 
 
+def test_a_phone_typed_the_local_way_is_stored_in_international_form(scheduler, clinic):
+    fields = {"clinic": clinic.pk, "first_name": "Casey", "last_name": "Brooks", "external_id": "DB-2001",
+              "phone": "(602) 555-0107", "email": "", "language": "en"}  # fmt: skip
+
+    created = scheduler.post(reverse("staff:book"), fields)
+    refused = scheduler.post(reverse("staff:book"), {**fields, "external_id": "DB-2002", "phone": "555-0107"})
+
+    assert created.status_code == 302
+    assert Patient.objects.get(external_id="DB-2001").phone == "+16025550107"
+    assert refused.status_code == 200 and "e.g. (520) 555-0123" in refused.context["new_patient"].errors["phone"][0]
+
+
 def test_a_patient_registered_on_the_page_is_in_the_audit_trail_with_the_user(scheduler, clinic):
     fields = {"clinic": clinic.pk, "first_name": "Casey", "last_name": "Brooks", "external_id": "DB-1006",
               "phone": "+16025550106", "email": "", "language": "en"}  # fmt: skip
