@@ -5,6 +5,7 @@ and not in either app: `sessions/` must never import `notifications/`. Every rea
 `sessions.access`, the one place that decides which clinics a user may see.
 """
 
+import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -12,7 +13,8 @@ from functools import reduce
 from operator import and_
 from zoneinfo import ZoneInfo
 
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db import connection
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from notifications.models import InboxText, Message, OutboxText, StaffFlag
@@ -35,21 +37,41 @@ def sessions_for(user) -> QuerySet[Session]:
 
 
 def patients_search(*, user, query: str) -> list[Patient]:
-    """Patients whose name, MRN or phone holds every word of `query` (digits of a phone match
-    however it was typed: "602 555 0101" finds +16025550101)."""
-    words = query.split()
-    if not words:
-        return []
+    """Patients whose name, MRN or phone holds every word of `query`, accents aside on PostgreSQL
+    ("Lucia" finds "Lucía", and "Lucía" "Lucia"); digits of a phone match however it was typed
+    ("602 555 0101" finds +16025550101). With no query, the patients seen to most recently."""
+    if not query.split():
+        return patients_recent(user=user)
+    unaccented = connection.vendor == "postgresql"
+    words = [_folded(word) if unaccented else word for word in query.split()]
+    name = "__unaccent__icontains" if unaccented else "__icontains"
     digits = "".join(ch for ch in query if ch.isdigit())
     by_words = reduce(
         and_,
         (
-            Q(first_name__icontains=w) | Q(last_name__icontains=w) | Q(external_id__icontains=w) | Q(phone__contains=w)
+            Q(**{f"first_name{name}": w}) | Q(**{f"last_name{name}": w}) | Q(external_id__icontains=w)
+            | Q(phone__contains=w)
             for w in words
         ),
-    )
+    )  # fmt: skip
     found = by_words | Q(phone__contains=digits) if len(digits) >= 4 else by_words
     return list(patients_for(user).filter(found).select_related("clinic")[:SEARCH_LIMIT])
+
+
+def patients_recent(*, user) -> list[Patient]:
+    """The patients with the latest booking activity (a series booked), then the newest registered."""
+    latest = Series.objects.filter(patient=OuterRef("pk")).order_by("-created_at").values("created_at")[:1]
+    return list(
+        patients_for(user)
+        .annotate(last_booked=Subquery(latest))
+        .select_related("clinic")
+        .order_by(F("last_booked").desc(nulls_last=True), "-created_at")[:SEARCH_LIMIT]
+    )
+
+
+def _folded(word: str) -> str:
+    """The word without its accents: "Lucía" is "Lucia", as unaccent() makes the stored names."""
+    return "".join(ch for ch in unicodedata.normalize("NFKD", word) if not unicodedata.combining(ch))
 
 
 def board_sessions(*, clinic: Clinic, day: date) -> list[Session]:

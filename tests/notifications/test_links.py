@@ -1,5 +1,6 @@
 """Patient link tokens: the one-statement lookup behind /r/<token> loads the same rows the ORM
-would, on PostgreSQL here and on SQLite (what `make run` uses) in a child process."""
+would, on PostgreSQL here and on SQLite (what `make run` uses) in a child process, where the
+page's fixed-text list of the series' other visits is checked too."""
 
 import os
 import subprocess
@@ -80,6 +81,9 @@ session = series.sessions.get(number=1)
 found = link_session(token=link_create(session=session))
 assert found.starts_at == session.starts_at and found.starts_at.tzinfo is not None, found.starts_at
 assert found.series.protocol.name == "Depression induction" and found.clinic.zone == clinic.zone
+from notifications.patient_actions import link_series_visits
+visits = link_series_visits(session=found, now=datetime.now(tz.utc))
+assert visits == [(s.number, s.starts_at) for s in series.sessions.exclude(pk=session.pk).order_by("starts_at")], visits
 print("sqlite ok")
 """
 

@@ -155,6 +155,15 @@ def test_the_page_lists_the_other_visits_of_the_series_still_to_come(client, thi
     ]
 
 
+def test_the_page_with_its_visits_takes_two_queries(client, third_of_six, django_assert_num_queries):
+    _, token = third_of_six
+
+    with django_assert_num_queries(2):  # the link with what it opens, then the series' other visits
+        page = client.get(url(token))
+
+    assert len(visits_listed(page)) == 5
+
+
 # Re-flow on the link (rule 11)
 
 

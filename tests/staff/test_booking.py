@@ -27,6 +27,26 @@ def test_search_finds_a_patient_by_name_mrn_or_phone_as_typed(scheduler, patient
         assert response.context["found"] == [patient], query
 
 
+def test_search_ignores_accents_either_way(scheduler, clinic):
+    lucia = patient_make(clinic, first_name="Lucía", last_name="Peña")
+    lucia_plain = patient_make(clinic, first_name="Lucia", last_name="Gomez")
+
+    for query, expected in (("lucia", {lucia, lucia_plain}), ("Lucía", {lucia, lucia_plain}), ("pena", {lucia}),
+                            ("LUCÍA PEÑA", {lucia})):  # fmt: skip
+        response = scheduler.get(reverse("staff:patients"), {"q": query})
+        assert set(response.context["found"]) == expected, query
+
+
+def test_before_a_search_the_patient_list_shows_the_latest_booked_first(scheduler, clinic, induction, later):
+    quiet, busy = patient_make(clinic, first_name="Quinn"), patient_make(clinic, first_name="Blake")
+    series_book(patient=busy, protocol=induction, first_start=datetime.combine(later, time(9)))
+
+    page = scheduler.get(reverse("staff:patients"))
+
+    assert page.context["found"][:2] == [busy, quiet]
+    assert "Recent patients" in page.content.decode()
+
+
 def test_a_new_patient_with_a_bad_phone_is_refused_by_the_models_validator(scheduler, clinic):
     fields = {"clinic": clinic.pk, "first_name": "Casey", "last_name": "Brooks", "external_id": "DB-1005",
               "phone": "+1555", "email": "", "language": "en"}  # fmt: skip
