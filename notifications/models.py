@@ -60,9 +60,13 @@ class ReminderRule(StaysInItsClinic):
         ]
 
     def __str__(self) -> str:
+        return f"{self.get_channel_display()} {self.before} before"
+
+    @property
+    def before(self) -> str:
+        """The offset as staff say it: "72 h", "2 h 30 min", "45 min"."""
         hours, minutes = divmod(self.offset_minutes, 60)
-        before = f"{hours} h" + (f" {minutes} min" if minutes else "") if hours else f"{minutes} min"
-        return f"{self.get_channel_display()} {before} before"
+        return f"{hours} h" + (f" {minutes} min" if minutes else "") if hours else f"{minutes} min"
 
     def clean(self) -> None:
         super().clean()
@@ -171,6 +175,14 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_purpose_display()} {self.channel} for session {self.session_id} ({self.status})"
+
+    @property
+    def what(self) -> str:
+        """Which message this is, in staff's words: "Reminder 72 h before", "Booking confirmation".
+        A reminder sent by email instead of a text keeps its text rule's offset."""
+        if self.purpose == Purpose.REMINDER and self.rule is not None:
+            return f"Reminder {self.rule.before} before"
+        return self.get_purpose_display()
 
 
 class ContactStatus(models.Model):

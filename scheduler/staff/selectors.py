@@ -208,6 +208,13 @@ class SeriesRow:
 
 
 @dataclass(frozen=True)
+class SeriesMessages:
+    series: Series
+    done: list[Message]
+    planned: list[Message]
+
+
+@dataclass(frozen=True)
 class PatientRecord:
     patient: Patient
     series: list[Series]
@@ -238,14 +245,21 @@ class PatientRecord:
         return rows
 
     @property
-    def messages_planned(self) -> list[Message]:
-        """Still to go, soonest first."""
-        return sorted((m for m in self.messages if m.status in Message.PENDING), key=lambda m: (m.due_at, m.pk))
-
-    @property
-    def messages_done(self) -> list[Message]:
-        """Sent, failed or withdrawn, newest first."""
-        return [m for m in self.messages if m.status not in Message.PENDING]
+    def messages_by_series(self) -> list[SeriesMessages]:
+        """Each series' messages, newest series first as the page lists them, in the order they
+        were due: what went out (or was withdrawn), then what is still to go."""
+        by_series: dict[int, list[Message]] = {}
+        for message in self.messages:
+            by_series.setdefault(message.session.series_id, []).append(message)
+        return [
+            SeriesMessages(
+                series=series,
+                done=[m for m in found if m.status not in Message.PENDING],
+                planned=[m for m in found if m.status in Message.PENDING],
+            )
+            for series in self.series
+            if (found := by_series.get(series.pk))
+        ]
 
 
 def _held_by_another(session: Session, held: dict[int, int]) -> bool:
@@ -260,7 +274,9 @@ def patient_record(*, patient: Patient, now: datetime | None = None) -> PatientR
         .select_related("protocol", "clinic", "created_by")
         .prefetch_related(Prefetch("sessions", queryset=sessions.order_by("number", "starts_at")))
     )
-    messages = Message.objects.filter(patient=patient).select_related("session__clinic").order_by("-due_at", "-id")
+    messages = (
+        Message.objects.filter(patient=patient).select_related("session__clinic", "rule").order_by("due_at", "id")
+    )
     # A phone shared by two of the clinic's patients leaves the text unassigned: it belongs on
     # both their pages. Another clinic's copy of the text is never shown here.
     texts = InboxText.objects.filter(clinic_id=patient.clinic_id).filter(

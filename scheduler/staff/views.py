@@ -251,7 +251,8 @@ def session_move(request: HttpRequest, session_id: int) -> HttpResponse:
         return redirect("staff:session-move", session_id=session.pk)
     when = session.clinic.local(moved.starts_at)
     messages.success(request, f"{session.patient}: session {session.number} moved to {when:%a %d %b %H:%M}.")
-    return redirect(_board_url(session.clinic_id, when.date()))
+    # Back where the move began (the page's `next`), else the day the session was on.
+    return _back_to_board(request, session)
 
 
 @staff_view("booking.move_session")

@@ -164,6 +164,30 @@ def test_a_scheduler_moves_a_session_to_an_offered_slot(scheduler, clinic, induc
     assert "moved to" in messages_of(response)[0]
 
 
+def test_after_a_move_the_scheduler_is_back_where_the_move_began(scheduler, clinic, induction, patient, later):
+    series = series_book(patient=patient, protocol=induction, first_start=datetime.combine(later, time(9)))
+    second = series.sessions.get(number=2)
+    board = f"{reverse('staff:board', args=[clinic.pk])}?date={later + timedelta(days=1)}"  # session 2's day
+    move = reverse("staff:session-move", args=[second.pk])
+
+    link = scheduler.get(board).content.decode()
+    page = scheduler.get(move, {"next": board})
+    wanted = next(s for _, slots in page.context["days"] for s in slots if s["starts"].hour == 14)
+    from_board = scheduler.post(move, {"slot": wanted["value"], "next": board})
+    last = series.sessions.get(number=6)  # on later + 5: it may go up to 4 days on
+    without_next = scheduler.post(
+        reverse("staff:session-move", args=[last.pk]), {"starts_at": f"{later + timedelta(days=7)}T15:00"}
+    )
+
+    assert f'href="{move}?next=' in link
+    assert f'name="next" value="{board}"' in page.content.decode().replace("&amp;", "&")
+    assert from_board["Location"] == board
+    # With no page to go back to: the board of the day the session was on, not the day it went to.
+    last.refresh_from_db()
+    assert last.clinic.local(last.starts_at).date() == later + timedelta(days=7)
+    assert without_next["Location"] == f"{reverse('staff:board', args=[clinic.pk])}?date={later + timedelta(days=5)}"
+
+
 def test_a_move_into_a_slot_taken_meanwhile_shows_the_rule_broken(scheduler, clinic, booster, later):
     chair = Chair.objects.filter(clinic=clinic).order_by("name").first()
     session = session_make(clinic, booster, chair=chair, starts_at=at(clinic, later, 9))

@@ -51,6 +51,28 @@ def test_it_shows_series_sessions_moves_messages_texts_and_the_audit_trail(
     assert "frontdesk" in html
 
 
+def test_messages_say_which_reminder_each_is_per_series_in_the_order_they_are_due(
+    scheduler, clinic, induction, booster, patient, later
+):
+    first = series_book(patient=patient, protocol=induction, first_start=datetime.combine(later, time(9)))
+    second = series_book(
+        patient=patient, protocol=booster, first_start=datetime.combine(later + timedelta(days=30), time(9))
+    )
+
+    response = scheduler.get(reverse("staff:patient", args=[patient.pk]))
+
+    groups = response.context["record"].messages_by_series
+    assert [g.series for g in groups] == [second, first]  # newest series first, as the page lists them
+    for group in groups:
+        assert all(m.session.series_id == group.series.pk for m in group.done + group.planned)
+        due = [m.due_at for m in group.planned]
+        assert due == sorted(due)
+    whats = {m.what for g in groups for m in g.planned}
+    assert {"Booking confirmation", "Reminder 72 h before", "Reminder 24 h before", "Reminder 2 h before"} <= whats
+    html = response.content.decode()
+    assert "<td>Reminder 72 h before</td>" in html and '<span class="msg msg-planned">Planned</span>' in html
+
+
 def test_a_nurse_sees_the_patient_page_but_no_booking_button(nurse, patient):
     response = nurse.get(reverse("staff:patient", args=[patient.pk]))
 
