@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 
 from django.utils import timezone
 
-from sessions.clock import wall_clock
+from sessions.clock import day_bounds, wall_clock
 from sessions.models import Chair, Clinic, Session
 
 from .selectors import GapNotice, Marks, board_sessions, series_gap_notices, session_marks
@@ -128,6 +128,10 @@ class Board:
     @property
     def next_day(self) -> date:
         return self.day + timedelta(days=1)
+
+    @property
+    def next_week(self) -> date:
+        return self.day + timedelta(days=7)
 
     @property
     def hour_width(self) -> str:
@@ -286,3 +290,93 @@ def _summary(
         headroom=headroom,
         headroom_at=headroom_at,
     )
+
+
+@dataclass(frozen=True)
+class WeekItem:
+    """A session as the week view lists it: a week holds hundreds, so plain values, not models."""
+
+    starts_at: datetime
+    status: str
+    number: int
+    count: int
+    patient_id: int
+    patient: str
+    chair: str
+
+    @property
+    def status_label(self) -> str:
+        return Session.Status(self.status).label
+
+
+@dataclass(frozen=True)
+class WeekDay:
+    day: date
+    closed_reason: str | None
+    open: bool
+    sessions: list[WeekItem]
+
+    @property
+    def held(self) -> list[WeekItem]:
+        return [s for s in self.sessions if s.status in Session.HOLDING or s.status == Session.Status.NO_SHOW]
+
+    @property
+    def confirmed(self) -> int:
+        return sum(s.status == Session.Status.CONFIRMED for s in self.sessions)
+
+
+@dataclass(frozen=True)
+class Week:
+    """Seven days from a Monday, each with its sessions in start order: where the schedule is
+    full and where it is free, at a glance."""
+
+    clinic: Clinic
+    monday: date
+    today: date
+    days: list[WeekDay]
+
+    @property
+    def previous_week(self) -> date:
+        return self.monday - timedelta(days=7)
+
+    @property
+    def next_week(self) -> date:
+        return self.monday + timedelta(days=7)
+
+    @property
+    def sunday(self) -> date:
+        return self.monday + timedelta(days=6)
+
+
+def week_build(*, clinic: Clinic, day: date, now: datetime | None = None) -> Week:
+    """The week (Monday to Sunday, in the clinic's calendar) holding `day`: one query for its sessions."""
+    zone = clinic.zone
+    monday = day - timedelta(days=day.weekday())
+    sunday = monday + timedelta(days=6)
+    begins, ends = day_bounds(monday, zone)[0], day_bounds(sunday, zone)[1]
+    rows = (
+        Session.objects.filter(clinic=clinic, starts_at__gte=begins, starts_at__lt=ends)
+        .order_by("starts_at", "chair__name")
+        .values_list(
+            "starts_at", "status", "number", "series__protocol__session_count", "patient_id", "patient__first_name",
+            "patient__last_name", "chair__name",
+        )
+    )  # fmt: skip
+    by_day: dict[date, list[WeekItem]] = {}
+    for starts_at, status, number, count, patient_id, first, last, chair in rows:
+        local = starts_at.astimezone(zone)
+        item = WeekItem(local, status, number, count, patient_id, f"{first} {last}", chair)
+        by_day.setdefault(local.date(), []).append(item)
+    closed = dict(clinic.closed_dates.filter(date__range=(monday, sunday)).values_list("date", "reason"))
+    open_weekdays = set(clinic.opening_hours.values_list("weekday", flat=True))
+    days = [monday + timedelta(days=n) for n in range(7)]
+    return Week(
+        clinic=clinic,
+        monday=monday,
+        today=(now or timezone.now()).astimezone(zone).date(),
+        days=[
+            WeekDay(day=d, closed_reason=closed.get(d), open=d.weekday() in open_weekdays and d not in closed,
+                    sessions=by_day.get(d, []))
+            for d in days
+        ],
+    )  # fmt: skip

@@ -16,6 +16,7 @@ urlpatterns = [
     path("verify/", views.verify, name="verify"),
     path("two-factor/", views.two_factor_setup, name="two-factor"),
     path("board/<int:clinic_id>/", views.board, name="board"),
+    path("board/<int:clinic_id>/week/", views.week, name="week"),
     path("sessions/<int:session_id>/mark/", views.session_mark, name="session-mark"),
     path("sessions/<int:session_id>/confirm/", views.session_confirm, name="session-confirm"),
     path("sessions/<int:session_id>/cancel/", views.session_cancel, name="session-cancel"),

@@ -39,7 +39,7 @@ from sessions.calendar import BookingConflict
 from sessions.models import AuditEvent, Chair, Clinic, Series, Session
 
 from . import forms, selectors, two_factor
-from .board import board_build
+from .board import board_build, week_build
 
 MOVE_DAYS = 14
 BOARD_REACH = timedelta(days=3660)
@@ -113,6 +113,13 @@ def board(request: HttpRequest, clinic_id: int) -> HttpResponse:
     day = _day(request.GET.get("date", ""), clinic)
     context = {"board": board_build(clinic=clinic, day=day), "can": _session_actions(request)}
     return _render(request, "staff/board.html", context, section="board")
+
+
+@staff_view("booking.view_session")
+def week(request: HttpRequest, clinic_id: int) -> HttpResponse:
+    clinic = get_object_or_404(clinics_for(request.user), pk=clinic_id)
+    context = {"week": week_build(clinic=clinic, day=_day(request.GET.get("date", ""), clinic))}
+    return _render(request, "staff/week.html", context, section="board")
 
 
 def _day(value: str, clinic: Clinic) -> date:

@@ -123,6 +123,7 @@ class TestClinicScoping:
 
         for url in (
             reverse("staff:board", args=[clinic.pk]),
+            reverse("staff:week", args=[clinic.pk]),
             reverse("staff:patient", args=[patient.pk]),
             reverse("staff:book-series", args=[patient.pk]),
             reverse("staff:session-move", args=[other_session.pk]),
@@ -131,6 +132,7 @@ class TestClinicScoping:
         cancel = limited.post(reverse("staff:session-cancel", args=[other_session.pk]), {"reason": "x"})
         assert cancel.status_code == 404
         assert limited.get(reverse("staff:board", args=[session.clinic_id])).status_code == 200
+        assert limited.get(reverse("staff:week", args=[session.clinic_id])).status_code == 200
         assert limited.get(reverse("staff:patient", args=[session.patient_id])).status_code == 200
 
     def test_their_nav_search_inbox_and_outbox_hold_only_their_clinic(self, limited, other, patient, clinic):
