@@ -21,7 +21,7 @@ shed floods; the token's entropy is what keeps a link from being guessed.
 
 from collections.abc import Callable
 from datetime import date, datetime
-from functools import wraps
+from functools import lru_cache, wraps
 
 import phonenumbers
 from django.conf import settings
@@ -284,6 +284,8 @@ def _neutral(request: HttpRequest, *, status: int) -> HttpResponse:
     return response
 
 
+# phonenumbers' parse took a few percent of every link page, and a server only sees its clinics' few numbers.
+@lru_cache(maxsize=256)
 def _phone_text(phone: str) -> str:
     """+16025550100 as (602) 555-0100: the way the clinic's patients write their number."""
     try:
