@@ -77,7 +77,7 @@ class PatientForm(forms.ModelForm):
             "sms_consent_source",
         ]  # fmt: skip
         labels = {"sms_consent_source": "How consent was given"}
-        help_texts = {"sms_consent_source": ""}
+        help_texts = {"sms_consent_source": "Needed when the patient agreed to reminders by text."}
         widgets = {
             "phone": forms.TextInput(
                 attrs={"type": "tel", "placeholder": "(602) 555-0123", "autocomplete": "off", "maxlength": 40}
@@ -87,6 +87,7 @@ class PatientForm(forms.ModelForm):
 
     def __init__(self, *args, clinics: QuerySet[Clinic], **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.existing: Patient | None = None
         # Typed as staff write it: the model stores it in E.164, read in the clinic's country.
         self.fields["phone"].max_length = 40
         self.fields["phone"].validators = [MaxLengthValidator(40)]
@@ -102,12 +103,42 @@ class PatientForm(forms.ModelForm):
         cleaned = super().clean()
         if cleaned.get("sms_consent") and not cleaned.get("sms_consent_source"):
             self.add_error("sms_consent_source", "Say how the patient agreed, e.g. 'intake form'.")
+        clinic, mrn = cleaned.get("clinic"), cleaned.get("external_id")
+        if clinic is not None and mrn:
+            # The page links to the patient the MRN already belongs to, instead of a bare refusal.
+            self.existing = Patient.objects.filter(clinic=clinic, external_id=mrn).first()
+            if self.existing is not None:
+                self.add_error("external_id", f"MRN {mrn} is already {self.existing}'s at {clinic.name}.")
         return cleaned
 
     def save(self, commit: bool = True) -> Patient:
         if self.cleaned_data.get("sms_consent"):
             self.instance.sms_consent_at = timezone.now()
         return super().save(commit=commit)
+
+
+class ContactForm(forms.ModelForm):
+    """How to reach the patient, edited on their page; the phone as staff type it (PatientForm)."""
+
+    class Meta:
+        model = Patient
+        fields = ["phone", "email", "language", "time_zone", "sms_enabled", "email_enabled"]
+        labels = {"sms_enabled": "Reminders by text", "email_enabled": "Reminders by email"}
+        widgets = {"phone": forms.TextInput(attrs={"type": "tel", "autocomplete": "off", "maxlength": 40})}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["phone"].max_length = 40
+        self.fields["phone"].validators = [MaxLengthValidator(40)]
+        self.fields["phone"].help_text = "Without a country code, a number of the clinic's country."
+        self.fields["time_zone"].help_text = "An IANA zone such as America/Phoenix; empty: the clinic's."
+
+
+class SeriesCancelForm(forms.Form):
+    reason = forms.CharField(max_length=300, widget=forms.TextInput(attrs={"placeholder": "Reason"}))
+
+    def clean_reason(self) -> str:
+        return " ".join(self.cleaned_data["reason"].split())
 
 
 class SeriesForm(forms.Form):

@@ -34,7 +34,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from notifications import inbox
 from sessions import selectors as booking_selectors
 from sessions import services
-from sessions.access import clinics_for
+from sessions.access import clinics_for, within_clinics
 from sessions.calendar import BookingConflict
 from sessions.models import AuditEvent, Chair, Clinic, Series, Session
 
@@ -431,8 +431,46 @@ def patient(request: HttpRequest, patient_id: int) -> HttpResponse:
     found = get_object_or_404(
         selectors.patients_for(request.user).select_related("clinic", "contact_status"), pk=patient_id
     )
-    context = {"record": selectors.patient_record(patient=found), "can": _session_actions(request)}
+    context = {
+        "record": selectors.patient_record(patient=found),
+        "can": _session_actions(request),
+        "contact": forms.ContactForm(instance=found),
+    }
     return _render(request, "staff/patient.html", context, section="patients")
+
+
+@require_POST
+@staff_view("booking.change_patient")
+def patient_contact(request: HttpRequest, patient_id: int) -> HttpResponse:
+    """Phone, email, language, zone and channels, edited where staff see them; the change is on
+    the audit trail (sessions.audit tracks Patient) and the next message goes to the new details."""
+    found = get_object_or_404(selectors.patients_for(request.user).select_related("clinic"), pk=patient_id)
+    form = forms.ContactForm(request.POST, instance=found)
+    if form.is_valid():
+        form.save()
+        messages.success(request, f"{found}: contact details saved.")
+    else:
+        messages.error(request, f"Not saved: {_form_errors(form)}")
+    return redirect(reverse("staff:patient", args=[found.pk]) + "#contact")
+
+
+@require_POST
+@staff_view("booking.cancel_session")
+def series_cancel(request: HttpRequest, series_id: int) -> HttpResponse:
+    series = get_object_or_404(
+        within_clinics(Series.objects.select_related("patient", "protocol"), request.user), pk=series_id
+    )
+    form = forms.SeriesCancelForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Not cancelled: {_form_errors(form)}")
+    elif series.status != Series.Status.ACTIVE:
+        messages.error(request, f"Not cancelled: the series is {series.get_status_display().lower()}.")
+    else:
+        services.series_cancel(
+            series=series, reason=form.cleaned_data["reason"], via=Session.Channel.STAFF, actor=request.user
+        )
+        messages.success(request, f"{series.patient}: {series.protocol} cancelled, with every session still to come.")
+    return redirect(reverse("staff:patient", args=[series.patient_id]) + f"#series-{series.pk}")
 
 
 def _session_actions(request: HttpRequest) -> dict[str, bool]:

@@ -74,6 +74,21 @@ def test_a_phone_typed_the_local_way_is_stored_in_international_form(scheduler, 
     assert refused.status_code == 200 and "e.g. (520) 555-0123" in refused.context["new_patient"].errors["phone"][0]
 
 
+def test_a_duplicate_mrn_links_to_the_patient_it_belongs_to(scheduler, clinic, patient):
+    fields = {"clinic": clinic.pk, "first_name": "Casey", "last_name": "Brooks", "external_id": patient.external_id,
+              "phone": "", "email": "", "language": "en", "sms_consent": "on"}  # fmt: skip
+
+    refused = scheduler.post(reverse("staff:book"), fields)
+
+    form = refused.context["new_patient"]
+    assert form.errors["external_id"] == [f"MRN {patient.external_id} is already {patient}'s at {clinic.name}."]
+    assert "Say how the patient agreed" in form.errors["sms_consent_source"][0]
+    html = refused.content.decode()
+    assert reverse("staff:book-series", args=[patient.pk]) in html
+    assert "Needed when the patient agreed to reminders by text." in html
+    assert Patient.objects.filter(external_id=patient.external_id).count() == 1
+
+
 def test_a_patient_registered_on_the_page_is_in_the_audit_trail_with_the_user(scheduler, clinic):
     fields = {"clinic": clinic.pk, "first_name": "Casey", "last_name": "Brooks", "external_id": "DB-1006",
               "phone": "+16025550106", "email": "", "language": "en"}  # fmt: skip

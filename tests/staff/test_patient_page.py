@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from notifications.inbound import Incoming, inbound_handle
 from notifications.models import ContactStatus, Message
+from sessions.models import AuditEvent
 from sessions.services import series_book, session_cancel, session_reschedule
 
 pytestmark = pytest.mark.django_db
@@ -113,3 +114,50 @@ def test_a_sessions_history_is_on_its_move_page(clinic, induction, patient):
 
     assert "History of this session" in page
     assert "school run" in page and "scheduler" in page
+
+
+def test_staff_edit_contact_details_on_the_patient_page_and_the_trail_says_so(scheduler, patient):
+    url = reverse("staff:patient-contact", args=[patient.pk])
+    fields = {"phone": "(602) 555-0190", "email": "new@example.com", "language": "es", "time_zone": "",
+              "sms_enabled": "on"}  # fmt: skip
+
+    saved = scheduler.post(url, fields, follow=True)
+    refused = scheduler.post(url, {**fields, "phone": "555-01"}, follow=True)
+
+    patient.refresh_from_db()
+    assert (patient.phone, patient.email, patient.language) == ("+16025550190", "new@example.com", "es")
+    assert (patient.sms_enabled, patient.email_enabled) == (True, False)
+    assert saved.redirect_chain[-1][0] == reverse("staff:patient", args=[patient.pk]) + "#contact"
+    assert "contact details saved" in str(list(saved.context["messages"])[0])
+    assert str(list(refused.context["messages"])[0]).startswith("Not saved: ")
+    event = AuditEvent.objects.filter(patient=patient, action="changed").latest("at")
+    assert "phone" in event.detail and "+16025550190" not in event.detail  # fields named, never their values
+    assert f'action="/staff/patients/{patient.pk}/contact/"' in saved.content.decode()
+
+
+def test_a_nurse_cannot_edit_contact_details(nurse, patient):
+    response = nurse.post(reverse("staff:patient-contact", args=[patient.pk]), {"phone": "+16025550191"})
+
+    assert response.status_code == 403
+    patient.refresh_from_db()
+    assert patient.phone != "+16025550191"
+
+
+def test_a_scheduler_cancels_a_whole_series_from_the_patient_page(scheduler, induction, patient, later):
+    series = series_book(patient=patient, protocol=induction, first_start=datetime.combine(later, time(9)))
+    url = reverse("staff:series-cancel", args=[series.pk])
+
+    page = scheduler.get(reverse("staff:patient", args=[patient.pk])).content.decode()
+    blank = scheduler.post(url, {"reason": "  "}, follow=True)
+    done = scheduler.post(url, {"reason": "stopped treatment"}, follow=True)
+    again = scheduler.post(url, {"reason": "twice"}, follow=True)
+
+    assert f'action="{url}"' in page
+    assert str(list(blank.context["messages"])[0]).startswith("Not cancelled: ")
+    series.refresh_from_db()
+    assert series.status == "cancelled"
+    assert set(series.sessions.values_list("status", flat=True)) == {"cancelled"}
+    assert "cancelled, with every session still to come" in str(list(done.context["messages"])[0])
+    assert str(list(again.context["messages"])[0]) == "Not cancelled: the series is cancelled."
+    event = AuditEvent.objects.filter(series=series).exclude(action="booked").first()
+    assert event is not None and event.via == "staff"
