@@ -203,8 +203,17 @@ def _notice(session: Session, purpose: str, now: datetime) -> list[Message]:
         due = now
         if channel == Channel.SMS:
             due = shift_out_of_quiet_hours(now, clinic=session.clinic, patient=patient, forward=True)
-        rows.append(_row(session, purpose, purpose, channel, due))
+        row = _row(session, purpose, purpose, channel, due)
+        if due != now:
+            # Staff see why a text they expected now has not gone: it waits for the window.
+            row.reason = _waits_for_window(session.clinic)
+        rows.append(row)
     return rows
+
+
+def _waits_for_window(clinic: Clinic) -> str:
+    opens, closes = clinic.message_window_start, clinic.message_window_end
+    return f"waits for the message window ({opens:%H:%M}–{closes:%H:%M} patient time)"
 
 
 def _reminders(session: Session, now: datetime, *, rules: list[ReminderRule] | None = None) -> list[Message]:

@@ -17,7 +17,7 @@ from django.db import connection
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from notifications.models import InboxText, Message, OutboxText, StaffFlag
+from notifications.models import Channel, InboxText, Message, OutboxText, StaffFlag
 from sessions.access import within_clinics
 from sessions.clock import local_date
 from sessions.models import AuditEvent, Clinic, Patient, Series, Session, SessionMove
@@ -374,3 +374,21 @@ def outbox_for(user) -> QuerySet[OutboxText]:
         .select_related("message__patient__clinic", "message__session")
         .order_by("-created_at", "-id")
     )
+
+
+@dataclass(frozen=True)
+class TextsWaiting:
+    """Texts planned but not yet due: before the message window opens an empty outbox is no fault."""
+
+    count: int
+    next_due: Message | None
+
+
+def texts_waiting_for(user, *, now: datetime | None = None) -> TextsWaiting:
+    planned = within_clinics(
+        Message.objects.filter(channel=Channel.SMS, status=Message.Status.PLANNED, due_at__gt=now or timezone.now()),
+        user,
+        path="session__clinic",
+    )
+    next_due = planned.select_related("patient__clinic").order_by("due_at", "id").first()
+    return TextsWaiting(count=planned.count() if next_due else 0, next_due=next_due)

@@ -616,7 +616,8 @@ def flag_handled(request: HttpRequest, flag_id: int) -> HttpResponse:
 @staff_view("notifications.view_outboxtext")
 def outbox(request: HttpRequest) -> HttpResponse:
     page = Paginator(selectors.outbox_for(request.user), OUTBOX_PAGE).get_page(request.GET.get("page"))
-    return _render(request, "staff/outbox.html", {"page": page}, section="outbox")
+    context = {"page": page, "waiting": selectors.texts_waiting_for(request.user)}
+    return _render(request, "staff/outbox.html", context, section="outbox")
 
 
 # Signing in: the lockout page and the second step after the password

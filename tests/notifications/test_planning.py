@@ -66,6 +66,23 @@ def test_reminders_already_due_at_booking_are_skipped_not_sent_late(now):
     assert (email.status, email.reason) == (Status.SKIPPED, "booked after this reminder was due")
 
 
+def test_a_booking_at_night_says_its_text_waits_for_the_message_window(db):
+    clinic = clinic_make()  # America/Phoenix, texts 09:00–20:00
+    night = datetime(2026, 1, 5, 23, 30, tzinfo=ZoneInfo("America/Phoenix"))
+
+    series = series_book(
+        patient=patient_make(clinic), protocol=protocol_make(clinic, kind="booster"),
+        starts=[datetime(2026, 1, 9, 10)], now=night,
+    )  # fmt: skip
+
+    text, email = (
+        Message.objects.get(session__series=series, purpose=Purpose.BOOKED, channel=c) for c in ("sms", "email")
+    )
+    assert text.due_at == datetime(2026, 1, 6, 9, 0, tzinfo=ZoneInfo("America/Phoenix"))
+    assert (text.status, text.reason) == ("planned", "waits for the message window (09:00–20:00 patient time)")
+    assert (email.due_at, email.reason) == (night, "")
+
+
 def test_a_series_gets_one_booking_confirmation(now):
     clinic = clinic_make()
     protocol = protocol_make(clinic, kind="induction")

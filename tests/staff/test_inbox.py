@@ -69,3 +69,21 @@ def test_the_outbox_lists_kept_texts_newest_first(scheduler, clinic, booster, pa
 
     assert list(response.context["page"].object_list) == [texts[1], texts[0]]
     assert "Desert Wellness: text 1" in response.content.decode()
+
+
+def test_an_empty_outbox_before_the_window_opens_says_what_waits_and_when(scheduler, clinic, booster, patient, later):
+    session = session_make(clinic, booster, chair=clinic.chairs.first(), starts_at=at(clinic, later, 9),
+                           patient=patient)  # fmt: skip
+    due = timezone.now() + timedelta(hours=5)
+    Message.objects.create(
+        session=session, patient=patient, purpose=Purpose.BOOKED, key="booked", channel=Channel.SMS,
+        session_version=1, due_at=due, expires_at=session.starts_at,
+        reason="waits for the message window (09:00–20:00 patient time)",
+    )  # fmt: skip
+
+    response = scheduler.get(reverse("staff:outbox"))
+
+    assert response.context["waiting"].count == 1
+    html = response.content.decode()
+    assert "1 text planned, not yet due. The next, to " in html and "waits for the message window" in html
+    assert f"{due.astimezone(patient.zone):%a %-d %b %H:%M}" in html
