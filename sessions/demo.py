@@ -5,7 +5,7 @@ nothing. Series are booked through `series_book`, like any other booking, so the
 rules and reach every listener.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from django.contrib.auth import get_user_model
@@ -17,8 +17,8 @@ from rest_framework.authtoken.models import Token
 
 from .calendar import BookingConflict
 from .clock import local_date
-from .models import Chair, Clinic, OpeningHours, Patient, Protocol, StaffingBlock, Weekday
-from .services import series_book
+from .models import Chair, Clinic, OpeningHours, Patient, Protocol, Session, StaffingBlock, Weekday
+from .services import series_book, session_mark
 
 DEMO_USERNAME = "demo"
 # Printed by `make run`: a login for a local demo, never a deployed one.
@@ -120,6 +120,22 @@ _PATIENTS = (
 )
 
 
+# Today's visits, so that the first screen (today's board) is busy at any hour: booster visits
+# through the day, with the marks a nurse would have made by now.
+_TODAY = (
+    DemoPatient("Jamie", "Ortiz", "DB-1101", "+16025550111", "jamie.ortiz@example.com", protocol="Booster",
+                at=time(8, 30)),
+    DemoPatient("Sam", "Whitaker", "DB-1102", "+16025550112", "sam.whitaker@example.com", protocol="Booster",
+                at=time(10)),
+    DemoPatient("Alex", "Moreno", "DB-1103", "+16025550113", "alex.moreno@example.com", language="es",
+                protocol="Booster", at=time(11, 30)),
+    DemoPatient("Drew", "Patel", "DB-1104", "+16025550114", "drew.patel@example.com", protocol="Booster",
+                at=time(13, 30)),
+    DemoPatient("Taylor", "Kim", "DB-1105", "+16025550115", "taylor.kim@example.com", protocol="Booster",
+                at=time(15)),
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class DemoSeed:
     clinic: Clinic
@@ -128,6 +144,8 @@ class DemoSeed:
     token: str
     booked: list[str]
     refused: list[str]
+    # Today's visits, booked as of before opening: notifications.demo settles their messages.
+    today: list[Session] = field(default_factory=list)
 
 
 @transaction.atomic
@@ -152,7 +170,40 @@ def demo_seed(*, now: datetime | None = None) -> DemoSeed:
             refused.append(f"{patient}: {conflict.detail}")
             continue
         booked.append(f"{patient}: {spec.protocol} from {first_start:%a %d %b %H:%M}")
-    return DemoSeed(clinic, user.get_username(), DEMO_PASSWORD, token.key, booked, refused)
+    today = _today_visits(clinic, protocols["Booster"], user, now)
+    booked += [f"{s.patient}: {s.series.protocol} today at {s.starts_at.astimezone(clinic.zone):%H:%M}" for s in today]
+    return DemoSeed(clinic, user.get_username(), DEMO_PASSWORD, token.key, booked, refused, today)
+
+
+def _today_visits(clinic: Clinic, booster: Protocol, user: AbstractBaseUser, now: datetime) -> list[Session]:
+    """Today's visits, booked as the front desk would have before the clinic opened (the rules
+    refuse a start in the past), then marked as a nurse would have by `now`: arrived, completed.
+    Their messages are planned as of that booking: `notifications.demo` settles those that were
+    due before `now` (this app never touches messages)."""
+    today = local_date(now, clinic.zone)
+    hours = clinic.opening_hours.filter(weekday=today.weekday()).first()
+    if hours is None or clinic.closed_dates.filter(date=today).exists():
+        return []
+    booked_at = min(now, datetime.combine(today, hours.opens, tzinfo=clinic.zone) - timedelta(minutes=1))
+    done = []
+    for spec in _TODAY:
+        patient = _patient(clinic, spec, booked_at)
+        if patient.series.exists():
+            continue
+        series = series_book(
+            patient=patient, protocol=booster, starts=[datetime.combine(today, spec.at)], actor=user, now=booked_at
+        )
+        session = series.sessions.get()
+        if session.starts_at <= now:
+            session = session_mark(
+                session=session, status=Session.Status.ARRIVED, at=session.starts_at, actor=user, now=now
+            )
+        if session.ends_at <= now:
+            session = session_mark(
+                session=session, status=Session.Status.COMPLETED, at=session.ends_at, actor=user, now=now
+            )
+        done.append(session)
+    return done
 
 
 def _clinic() -> Clinic:

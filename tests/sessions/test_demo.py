@@ -1,4 +1,6 @@
+from datetime import datetime
 from io import StringIO
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.auth import authenticate
@@ -20,11 +22,23 @@ def test_it_books_every_demo_series_through_the_rules(now):
     seed = demo_seed(now=now)
 
     assert seed.refused == []
-    assert Series.objects.count() == 5
-    # Two inductions of 6, a pain course of 5 and two boosters.
-    assert Session.objects.count() == 6 + 6 + 5 + 1 + 1
+    # Two inductions of 6, a pain course of 5 and two boosters ahead; five boosters today.
+    assert Series.objects.count() == 5 + 5
+    assert Session.objects.count() == 6 + 6 + 5 + 1 + 1 + 5
+    # At 05:00 in Phoenix, before opening: today's visits are all still to come.
     assert not Session.objects.filter(starts_at__lte=now).exists()
     assert Patient.objects.filter(series__isnull=True).exists()
+
+
+def test_today_s_board_is_busy_at_any_hour_with_the_marks_a_nurse_would_have_made(db):
+    afternoon = datetime(2026, 1, 5, 14, 0, tzinfo=ZoneInfo("America/Phoenix"))  # a Monday
+
+    seed = demo_seed(now=afternoon)
+
+    today = {s.starts_at.astimezone(afternoon.tzinfo).strftime("%H:%M"): s.status for s in seed.today}
+    assert today == {"08:30": "completed", "10:00": "completed", "11:30": "completed", "13:30": "arrived",
+                     "15:00": "booked"}  # fmt: skip
+    assert seed.refused == []
 
 
 def test_it_changes_nothing_when_run_again(now):

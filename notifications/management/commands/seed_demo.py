@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
+from notifications.demo import demo_messages_settle
 from sessions.demo import demo_seed
 
 
@@ -11,7 +13,9 @@ class Command(BaseCommand):
         # The demo login's password is published: it must never reach a database with real patients.
         if not settings.DEBUG:
             raise CommandError("seed_demo runs only with DEBUG on (scheduler.settings.dev).")
-        seed = demo_seed()
+        now = timezone.now()
+        seed = demo_seed(now=now)
+        demo_messages_settle(sessions=seed.today, now=now)
         for line in seed.booked:
             self.stdout.write(f"Booked {line}")
         for line in seed.refused:
