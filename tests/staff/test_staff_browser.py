@@ -112,6 +112,14 @@ def test_a_scheduler_books_moves_and_cancels_from_the_pages(live_server):
         page.screenshot(path=SCREENSHOTS / "staff-board-tablet.png", full_page=True)
         page.set_viewport_size({"width": 1280, "height": 900})
 
+        # The week: from the day board, each day with Casey's first visits listed under it.
+        page.get_by_role("link", name="Week", exact=True).click()
+        page.get_by_role("heading", name=f"{day:%a} {day.day} {day:%b}").wait_for()
+        assert page.locator(".week-day", has_text="Casey Brooks").count() >= 2
+        page.set_viewport_size({"width": 1600, "height": 900})
+        page.screenshot(path=SCREENSHOTS / "staff-week.png", full_page=True)
+        page.set_viewport_size({"width": 1280, "height": 900})
+
         page.goto(f"{live_server.url}/staff/sessions/{second.pk}/move/")
         page.locator("label.slot", has_text="13:00").first.click()
         wanted = page.get_by_role("radio", checked=True).get_attribute("value")
