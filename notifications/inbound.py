@@ -22,7 +22,7 @@ from sessions.services import audit_record, session_confirm
 from . import links, staff_tasks
 from .models import Channel, InboundSms, InboxText, Message, StaffFlag
 from .rendering import patient_url
-from .wording import local_date_text, local_time_text
+from .wording import gsm7_safe, local_date_text, local_time_text
 
 Command = InboundSms.Command
 
@@ -49,13 +49,13 @@ _REPLIES = {
         "ack": "{clinic}: thank you, we have your message and will get back to you. Urgent? Call {phone}.",
     },
     "es": {
-        "confirmed": "{clinic}: gracias, su cita {date} {time} esta confirmada.",
+        "confirmed": "{clinic}: gracias, su cita {date} {time} está confirmada.",
         "nothing": "{clinic}: no tiene citas por confirmar. Dudas: {phone}.",
-        "which": "{clinic}: cual cita? Elija aqui: {links}",
-        "reschedule": "{clinic}: elija otro horario aqui: {links}",
+        "which": "{clinic}: ¿cuál cita? Elija aquí: {links}",
+        "reschedule": "{clinic}: elija otro horario aquí: {links}",
         "opted_out": "{clinic}: no recibira mas mensajes. Responda START para recibirlos de nuevo.",
         "opted_in": "{clinic}: mensajes activados. Responda STOP para detenerlos.",
-        "help": "{clinic}: llamenos al {phone}. Responda C para confirmar, R para cambiar, STOP para salir.",
+        "help": "{clinic}: llámenos al {phone}. Responda C para confirmar, R para cambiar, STOP para salir.",
         "help_many": "Llame a {clinic}. Responda C para confirmar, R para cambiar, STOP para salir.",
         "ack": "{clinic}: gracias, recibimos su mensaje y le responderemos. Urgente? Llame al {phone}.",
     },
@@ -304,7 +304,7 @@ def _say(patient: Patient, key: str, *, session: Session | None = None, links: s
     if session is not None:
         local = session.starts_at.astimezone(clinic.zone)
         values.update(date=local_date_text(local, language), time=local_time_text(local, language))
-    return _REPLIES[language][key].format(**values)
+    return gsm7_safe(_REPLIES[language][key].format(**values))
 
 
 def _say_help(patients: list[Patient]) -> str:
@@ -314,4 +314,4 @@ def _say_help(patients: list[Patient]) -> str:
         return _say(patients[0], "help")
     language = patients[0].language if patients[0].language in _REPLIES else "en"
     names = "; ".join(f"{c.sender_name} {c.phone}" for c in clinics)
-    return _REPLIES[language]["help_many"].format(clinic=names)
+    return gsm7_safe(_REPLIES[language]["help_many"].format(clinic=names))

@@ -12,6 +12,7 @@ from .wording import (
     default_wording,
     fill,
     fits_one_segment,
+    gsm7_safe,
     local_date_text,
     local_time_text,
     placeholders_in,
@@ -60,7 +61,7 @@ def render(message: Message, *, token: str) -> Rendered | None:
         compact[language],
     ]
     for text in candidates:
-        body = fill(text, values)
+        body = gsm7_safe(fill(text, values))
         # A wording saved before every text had to carry the link is passed over: the link's
         # token is the text's identity in Twilio's log.
         if "link" in placeholders_in(text) and fits_one_segment(body):

@@ -7,6 +7,7 @@ here rather than through the C locale, which a worker may not have for Spanish.
 """
 
 import string
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,7 +30,7 @@ PLACEHOLDERS = {"clinic", "date", "time", "link", "phone", "number", "count", "a
 
 _DAYS = {
     "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
-    "es": ["lun", "mar", "mie", "jue", "vie", "sab", "dom"],
+    "es": ["lun", "mar", "mié", "jue", "vie", "sáb", "dom"],
 }
 _MONTHS = {
     "en": ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
@@ -56,16 +57,16 @@ _SMS = {
     ("cancel_all", "en"): "{clinic}: visits from {date} {time} cancelled. {link} or {phone}. STOP to end",
     ("cancel_all", "es"): "{clinic}: citas desde {date} {time} canceladas. {link} o {phone}. STOP para salir",
     ("reflowed", "en"): "{clinic}: new times for your visits, next {date} {time}. All: {link} STOP to end",
-    ("reflowed", "es"): "{clinic}: nuevos horarios de sus citas, la proxima {date} {time}. {link} STOP para salir",
+    ("reflowed", "es"): "{clinic}: nuevos horarios de sus citas, la próxima {date} {time}. {link} STOP para salir",
 }
 
 _EMAIL_SUBJECT = {
     ("booked", "en"): "Your visits at {clinic} are booked",
-    ("booked", "es"): "Sus citas en {clinic} estan reservadas",
+    ("booked", "es"): "Sus citas en {clinic} están reservadas",
     ("reminder", "en"): "Your visit at {clinic} on {date}",
     ("reminder", "es"): "Su cita en {clinic} el {date}",
     ("moved", "en"): "Your visit at {clinic} has moved to {date}",
-    ("moved", "es"): "Su cita en {clinic} cambio al {date}",
+    ("moved", "es"): "Su cita en {clinic} cambió al {date}",
     ("cancelled", "en"): "Your visit at {clinic} on {date} is cancelled",
     ("cancelled", "es"): "Su cita en {clinic} del {date} fue cancelada",
     ("cancel_all", "en"): "Your visits at {clinic} are cancelled",
@@ -77,25 +78,25 @@ _EMAIL_SUBJECT = {
 _EMAIL_BODY = {
     "en": "Hello,\n\n{intro}\n\nWhen: {date} at {time}\nWhere: {address}\nVisit {number} of {count}.\n\n"
     "Confirm or reschedule: {link}\nQuestions: call us at {phone}.\n\n{clinic}",
-    "es": "Hola:\n\n{intro}\n\nCuando: {date} a las {time}\nDonde: {address}\nCita {number} de {count}.\n\n"
-    "Confirmar o cambiar: {link}\nDudas: llamenos al {phone}.\n\n{clinic}",
+    "es": "Hola:\n\n{intro}\n\nCuándo: {date} a las {time}\nDónde: {address}\nCita {number} de {count}.\n\n"
+    "Confirmar o cambiar: {link}\nDudas: llámenos al {phone}.\n\n{clinic}",
 }
 _EMAIL_INTRO = {
     ("booked", "en"): "Your visits are booked. Here is the first one.",
-    ("booked", "es"): "Sus citas estan reservadas. Esta es la primera.",
+    ("booked", "es"): "Sus citas están reservadas. Esta es la primera.",
     ("reminder", "en"): "This is a reminder of your upcoming visit.",
-    ("reminder", "es"): "Le recordamos su proxima cita.",
+    ("reminder", "es"): "Le recordamos su próxima cita.",
     ("moved", "en"): "Your visit has a new time.",
     ("moved", "es"): "Su cita tiene un nuevo horario.",
     ("cancelled", "en"): "Your visit has been cancelled. Call us to book a new time.",
-    ("cancelled", "es"): "Su cita fue cancelada. Llamenos para reservar otra.",
+    ("cancelled", "es"): "Su cita fue cancelada. Llámenos para reservar otra.",
     (
         "cancel_all",
         "en",
     ): "Your remaining visits have been cancelled, starting with this one. Call us to book new times.",
-    ("cancel_all", "es"): "Sus citas pendientes fueron canceladas, desde esta. Llamenos para reservar otras.",
+    ("cancel_all", "es"): "Sus citas pendientes fueron canceladas, desde esta. Llámenos para reservar otras.",
     ("reflowed", "en"): "Your visits have new times:\n\n{schedule}\n\nThe next one:",
-    ("reflowed", "es"): "Sus citas tienen nuevos horarios:\n\n{schedule}\n\nLa proxima:",
+    ("reflowed", "es"): "Sus citas tienen nuevos horarios:\n\n{schedule}\n\nLa próxima:",
 }
 
 
@@ -107,6 +108,18 @@ class Wording:
 
 def is_gsm7(text: str) -> bool:
     return all(ch in _GSM_BASIC or ch in _GSM_EXTENDED for ch in text)
+
+
+def gsm7_safe(text: str) -> str:
+    """`text` for one GSM-7 text: a letter the set lacks loses its accent ("sáb" is "sab", "día"
+    "dia"; "é" and "ñ" are in the set and stay), so that a Spanish date or a clinic's address
+    does not force UCS-2. Emails and pages keep every accent; only texts pass through here."""
+    return "".join(ch if ch in _GSM_BASIC or ch in _GSM_EXTENDED else _unaccented(ch) for ch in text)
+
+
+def _unaccented(ch: str) -> str:
+    base = unicodedata.normalize("NFD", ch)[0]
+    return base if base in _GSM_BASIC else ch
 
 
 def gsm7_length(text: str) -> int:
@@ -148,7 +161,8 @@ def _sms_problems(template: MessageTemplate) -> dict[str, str]:
     # told apart from an earlier text of the same words in Twilio's log.
     if "link" not in placeholders_in(template.body) or "STOP" not in template.body:
         return {"body": "A text must carry the patient link ({link}) and say how to stop (STOP)."}
-    sample = fill(template.body, _longest_values(template))
+    # As it is sent: accents GSM-7 lacks are dropped (gsm7_safe), so "próxima" is fine, an emoji not.
+    sample = gsm7_safe(fill(template.body, _longest_values(template)))
     if not is_gsm7(sample):
         return {"body": "Use only GSM-7 characters (no emoji or curly quotes): others cut a text to 70 characters."}
     if gsm7_length(sample) > SMS_LIMIT:

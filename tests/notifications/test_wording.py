@@ -6,7 +6,14 @@ import pytest
 
 from notifications.models import CANCELLATIONS, Channel, Message, Purpose
 from notifications.rendering import render
-from notifications.wording import clinical_words_in, default_wording, fits_one_segment, placeholders_in
+from notifications.wording import (
+    clinical_words_in,
+    default_wording,
+    fits_one_segment,
+    gsm7_safe,
+    is_gsm7,
+    placeholders_in,
+)
 from sessions.services import series_book
 from tests.factories import clinic_make, patient_make, protocol_make
 
@@ -91,3 +98,14 @@ def test_email_carries_the_preparation_instructions_but_a_neutral_subject(now):
     assert clinical_words_in(rendered.subject) == []
     [invite] = rendered.invites
     assert invite.starts_at == series.sessions.get().starts_at and not invite.cancelled
+
+
+def test_spanish_emails_keep_their_accents_and_texts_stay_gsm7(db):
+    subject, body = default_wording("booked", "email", "es").subject, default_wording("booked", "email", "es").body
+    assert "están reservadas" in subject
+    assert "Cuándo:" in body and "Dónde:" in body and "llámenos" in body
+    assert gsm7_safe("Clínica: sáb 10 ene, ¿cuál cita? Elija aquí. Señora José") == (
+        "Clinica: sab 10 ene, ¿cual cita? Elija aqui. Señora José"
+    )
+    for purpose in ("booked", "moved", "cancelled", "cancel_all", "reflowed"):
+        assert is_gsm7(gsm7_safe(default_wording(purpose, "sms", "es").body)), purpose
