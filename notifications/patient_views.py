@@ -54,7 +54,7 @@ from .patient_actions import (
     link_series_visits,
     link_slots_by_day,
 )
-from .patient_text import PHRASES, day_label, language_of, phrase, time_text, when_label, when_text
+from .patient_text import LANGUAGES, PHRASES, day_label, language_of, phrase, time_text, when_label, when_text
 from .ratelimit import rate_hit, rate_hit_and_peek
 
 # The token is in the URL: no Referer may carry it anywhere, no cache may keep the page, no
@@ -140,8 +140,18 @@ def patient_link(request: HttpRequest, token: str) -> HttpResponse:
     return _act(request, session, now)
 
 
+def _language(request: HttpRequest, session: Session) -> tuple[str, str]:
+    """The page's language: the patient's, unless they chose the other on the page (`?lang=`,
+    which only shows the page in it and changes nothing); and the query that keeps the choice."""
+    chosen = request.GET.get("lang", "")
+    if chosen in LANGUAGES and chosen != language_of(session.patient.language):
+        return chosen, f"lang={chosen}"
+    return language_of(session.patient.language), ""
+
+
 def _act(request: HttpRequest, session: Session, now: datetime) -> HttpResponse:
-    language = language_of(session.patient.language)
+    language, keep = _language(request, session)
+    page = f"{request.path}?{keep}" if keep else request.path
     phone = _phone_text(session.clinic.phone)
     action = request.POST.get("action", "")
     try:
@@ -158,7 +168,7 @@ def _act(request: HttpRequest, session: Session, now: datetime) -> HttpResponse:
             link_cancel(session=session, now=now)
             text = phrase(language, "cancelled", phone=phone)
         else:
-            return HttpResponseRedirect(request.path, status=303)
+            return HttpResponseRedirect(page, status=303)
     except LinkRefused as refused:
         if refused.reason in _FORM_ERRORS:
             step, status = _FORM_ERRORS[refused.reason]
@@ -167,7 +177,7 @@ def _act(request: HttpRequest, session: Session, now: datetime) -> HttpResponse:
     else:
         messages.success(request, text, extra_tags=_FLASH)
     # 303: the browser follows with a GET, so a refresh shows the page instead of posting again.
-    return HttpResponseRedirect(request.path, status=303)
+    return HttpResponseRedirect(page, status=303)
 
 
 def _page(
@@ -181,19 +191,23 @@ def _page(
     status: int = 200,
 ) -> HttpResponse:
     clinic, protocol = session.clinic, session.series.protocol
-    language = language_of(session.patient.language)
+    language, keep = _language(request, session)
     phone = _phone_text(clinic.phone)
     today = local_date(now, clinic.zone)
     starts, ends = session.starts_at.astimezone(clinic.zone), session.ends_at.astimezone(clinic.zone)
     may_act = link_may_act(session=session, now=now)
     context = {
         "lang": language,
+        # Where the page's links and forms go: its own path, keeping a language chosen on it.
+        "page_url": f"{request.path}?{keep}" if keep else request.path,
+        "step_query": f"{keep}&" if keep else "",
+        "keep_lang": language if keep else "",
         "t": {key: text.replace("{phone}", phone) for key, text in PHRASES[language].items()},
         "clinic_name": clinic.sender_name,
         "address": clinic.address,
         "phone": phone,
         "phone_href": f"tel:{clinic.phone}",
-        "visit_name": protocol.patient_name,
+        "visit_name": protocol.patient_name_in(language),
         "visit_count": _count(language, session.number, protocol),
         "day": day_label(starts.date(), language, today=today),
         "hours": phrase(language, "until", start=time_text(starts, language), end=time_text(ends, language)),
@@ -204,7 +218,7 @@ def _page(
         "may_act": may_act,
         "may_cancel": link_may_cancel(session=session, now=now),
         "preparation": _preparation(protocol, language),
-        "instructions": protocol.preparation_instructions,
+        "instructions": protocol.instructions_in(language),
         "flash": [message for message in messages.get_messages(request) if _FLASH in message.tags.split()],
         "error": phrase(language, error, phone=phone) if error else "",
         "step": step if step in ("move", "reflow") and may_act else "",

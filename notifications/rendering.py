@@ -51,9 +51,10 @@ def render(message: Message, *, token: str) -> Rendered | None:
     if message.channel == Channel.EMAIL:
         wording = wording_for(session, message.purpose, Channel.EMAIL, language)
         body = fill(wording.body, values)
-        if message.purpose not in CANCELLATIONS and session.series.protocol.preparation_instructions:
-            body += "\n\n" + session.series.protocol.preparation_instructions
-        return Rendered(fill(wording.subject, values), body, _invites(message))
+        instructions = session.series.protocol.instructions_in(language)
+        if message.purpose not in CANCELLATIONS and instructions:
+            body += "\n\n" + instructions
+        return Rendered(fill(wording.subject, values), body, _invites(message, language))
     compact = _COMPACT_CANCELLED_SMS if message.purpose in CANCELLATIONS else _COMPACT_SMS
     candidates = [
         wording_for(session, message.purpose, Channel.SMS, language).body,
@@ -115,33 +116,34 @@ def _values(message: Message, token: str, language: str) -> dict[str, str]:
             "address": clinic.address,
             "number": str(session.number),
             "count": str(count),
-            "visit": session.series.protocol.patient_name,
+            "visit": session.series.protocol.patient_name_in(language),
         },
         session,
         language,
     )
 
 
-def _invites(message: Message) -> tuple[Invite, ...]:
+def _invites(message: Message, language: str) -> tuple[Invite, ...]:
     """The calendar event the email adds, moves or withdraws. A series' cancellation, sent on its
     first cancelled visit, withdraws the event of every visit cancelled with it."""
     session = message.session
     if message.purpose == Purpose.REFLOWED:
-        return tuple(_invite(visit, cancelled=False) for visit in _still_to_come(session))
+        return tuple(_invite(visit, language, cancelled=False) for visit in _still_to_come(session))
     if message.purpose != Purpose.CANCEL_ALL:
-        return (_invite(session, cancelled=message.purpose == Purpose.CANCELLED),)
+        return (_invite(session, language, cancelled=message.purpose == Purpose.CANCELLED),)
     withdrawn = session.series.sessions.filter(status=session.Status.CANCELLED, starts_at__gte=session.starts_at)
-    return tuple(_invite(visit, cancelled=True) for visit in withdrawn.select_related("clinic").order_by("starts_at"))
+    visits = withdrawn.select_related("clinic").order_by("starts_at")
+    return tuple(_invite(visit, language, cancelled=True) for visit in visits)
 
 
-def _invite(session: Session, *, cancelled: bool) -> Invite:
+def _invite(session: Session, language: str, *, cancelled: bool) -> Invite:
     clinic = session.clinic
     return Invite(
         uid=f"session-{session.pk}@{settings.EMAIL_MESSAGE_ID_DOMAIN}",
         sequence=session.version,
         starts_at=session.starts_at,
         ends_at=session.ends_at,
-        summary=f"{session.series.protocol.patient_name} – {clinic.sender_name}",
+        summary=f"{session.series.protocol.patient_name_in(language)} – {clinic.sender_name}",
         location=clinic.address,
         cancelled=cancelled,
     )

@@ -31,9 +31,16 @@ _PREPARATION = (
     "Take your usual medicines unless told otherwise. Bring someone to drive you home: "
     "you may not drive for 24 hours after the visit."
 )
+_PREPARATION_ES = (
+    "No coma nada durante las 6 horas antes de su cita; puede tomar líquidos claros hasta 2 horas antes. "
+    "Tome sus medicamentos habituales salvo que le indiquen lo contrario. Venga con alguien que le lleve "
+    "a casa: no podrá conducir durante las 24 horas siguientes."
+)
 _PROTOCOLS: dict[str, dict] = {
     "Depression induction": dict(
         patient_name="Wellness series",
+        patient_name_es="Serie de bienestar",
+        preparation_instructions_es=_PREPARATION_ES,
         session_count=6,
         chair_minutes=120,
         min_gap_days=1,
@@ -44,6 +51,8 @@ _PROTOCOLS: dict[str, dict] = {
     ),
     "Pain course": dict(
         patient_name="Comfort course",
+        patient_name_es="Curso de confort",
+        preparation_instructions_es=_PREPARATION_ES,
         session_count=5,
         chair_minutes=300,
         min_gap_days=1,
@@ -54,6 +63,8 @@ _PROTOCOLS: dict[str, dict] = {
     ),
     "Booster": dict(
         patient_name="Follow-up visit",
+        patient_name_es="Visita de seguimiento",
+        preparation_instructions_es=_PREPARATION_ES,
         session_count=1,
         chair_minutes=120,
         fasting_hours=6,

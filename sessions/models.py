@@ -215,6 +215,17 @@ class Protocol(StaysInItsClinic):
     driver_required = models.BooleanField(default=True)
     no_driving_hours = models.PositiveSmallIntegerField(default=24, validators=[MaxValueValidator(168)])
     preparation_instructions = models.TextField(blank=True)
+    # What Spanish-speaking patients read instead; empty: the English above.
+    patient_name_es = models.CharField(
+        "patient name (Spanish)",
+        max_length=60,
+        blank=True,
+        validators=[validate_single_line, validate_neutral],
+        help_text="e.g. 'Visita de bienestar'. Empty: Spanish-speaking patients see the name above.",
+    )
+    preparation_instructions_es = models.TextField(
+        "preparation instructions (Spanish)", blank=True, help_text="Empty: the instructions above."
+    )
     booster_interval_days = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MaxValueValidator(730)])
     is_active = models.BooleanField(default=True)
 
@@ -233,6 +244,14 @@ class Protocol(StaysInItsClinic):
 
     def __str__(self) -> str:
         return self.name
+
+    def patient_name_in(self, language: str) -> str:
+        return self.patient_name_es if language == "es" and self.patient_name_es else self.patient_name
+
+    def instructions_in(self, language: str) -> str:
+        if language == "es" and self.preparation_instructions_es:
+            return self.preparation_instructions_es
+        return self.preparation_instructions
 
 
 class Patient(StaysInItsClinic):

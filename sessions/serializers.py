@@ -300,8 +300,8 @@ class ProtocolSerializer(ClinicScopedModelSerializer):
         model = Protocol
         fields = [
             "id", "clinic", "name", "patient_name", "session_count", "chair_minutes", "min_gap_days", "max_gap_days",
-            "fasting_hours", "driver_required", "no_driving_hours", "preparation_instructions", "booster_interval_days",
-            "is_active",
+            "fasting_hours", "driver_required", "no_driving_hours", "preparation_instructions", "patient_name_es",
+            "preparation_instructions_es", "booster_interval_days", "is_active",
         ]  # fmt: skip
 
     def validate(self, attrs: dict) -> dict:

@@ -4,6 +4,7 @@ patients (one Spanish), a preview, a move and a re-flow, the inbox and outbox, a
 link on a phone in English and Spanish."""
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from axe_playwright_python.base import AXE_FILE_PATH
@@ -16,6 +17,8 @@ from sessions.clock import local_date
 from sessions.demo import DEMO_PASSWORD, DEMO_USERNAME, demo_seed
 from sessions.models import Patient, Session
 from tests.staff.builders import CHROMIUM, CHROMIUM_ARGS
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -97,6 +100,8 @@ def test_every_staff_and_patient_page_has_no_serious_violation(live_server):
         for name, path in patient_pages.items():
             phone.goto(f"{live_server.url}{path}")
             found[name] = serious_violations(phone)
+            if name == "link (es)":
+                phone.screenshot(path=SCREENSHOTS / "patient-link-es.png", full_page=True)
             phone.goto(f"{live_server.url}{path}?step=move")
             found[f"{name}, new time"] = serious_violations(phone)
         browser.close()
