@@ -425,10 +425,20 @@ class ClinicCalendar:
         if not self._chair_free(day, slot.chair_id, slot.starts_at, slot.ends_at + self.buffer):
             return BookingConflict(
                 "chair_overlap",
-                f"{name} is taken at {self._show(slot.starts_at)} (a session there, with the "
-                f"{self.clinic.turnover_buffer_minutes}-minute turnover).",
+                f"{name} is taken at {self._show(slot.starts_at)}: a session there holds it until "
+                f"{self._show(self._chair_held_until(day, slot), time_only=True)}, "
+                f"{self.clinic.turnover_buffer_minutes}-minute turnover included.",
             )
         return None
+
+    def _chair_held_until(self, day: "_Day", slot: Slot) -> datetime:
+        """When the last session overlapping `slot` on its chair lets the chair go."""
+        starts, frees = day.chair_starts.get(slot.chair_id, []), day.chair_frees.get(slot.chair_id, [])
+        overlapping = [
+            free for start, free in zip(starts, frees, strict=True)
+            if start < slot.ends_at + self.buffer and free > slot.starts_at
+        ]  # fmt: skip
+        return max(overlapping, default=slot.starts_at)
 
     def _chair_order(self, preferred_chair: int | None) -> list[int]:
         """Active chairs by name, the preferred one first."""

@@ -92,6 +92,43 @@ def series_plan(
     return plan
 
 
+# How many first starts a refused preview tries, nearest first, to find ones where the whole
+# series fits: each is a series_plan (milliseconds), and the page waits for them.
+ALTERNATIVE_TRIES = 16
+
+
+def series_plan_alternatives(
+    *, patient: Patient, protocol: Protocol, first_start: datetime, chair: Chair | None = None, limit: int = 3,
+    now: datetime | None = None,
+) -> list[datetime]:  # fmt: skip
+    """First starts near `first_start` (that day and the next week, nearest first) from which the
+    whole series fits every rule: what to offer when the one asked for does not."""
+    clinic = protocol.clinic
+    now = now or timezone.now()
+    wanted = _utc(first_start, clinic, field="first_start", now=now)
+    calendar = ClinicCalendar(clinic, patient_id=patient.pk, now=now, min_gap_days=protocol.min_gap_days)
+    length = timedelta(minutes=protocol.chair_minutes)
+    day = local_date(wanted, calendar.zone)
+    candidates = sorted(
+        (
+            slot.starts_at
+            for offset in range(8)
+            for slot in calendar.free_slots(day + timedelta(days=offset), length, chair.pk if chair else None,
+                                            since=now)
+            if slot.starts_at != wanted
+        ),
+        key=lambda start: abs(start - wanted),
+    )  # fmt: skip
+    found: list[datetime] = []
+    for start in candidates[:ALTERNATIVE_TRIES]:
+        plan = series_plan(patient=patient, protocol=protocol, first_start=start, chair=chair, now=now)
+        if all(p.conflict is None for p in plan) and len(plan) == protocol.session_count:
+            found.append(start)
+            if len(found) == limit:
+                break
+    return sorted(found)
+
+
 def series_duplicate_conflict(*, patient: Patient, protocol: Protocol) -> BookingConflict | None:
     """Rule 10: the patient's other active series of this protocol, if any."""
     other = (

@@ -529,6 +529,13 @@ def book_series(request: HttpRequest, patient_id: int) -> HttpResponse:
                 return redirect("staff:patient", patient_id=patient.pk)
         with _refusals_shown(request, "No preview"):
             plan = _preview(booking, services.series_plan(**booking))
+            if not plan["bookable"] and not plan["duplicate"]:
+                # The nearest first starts from which the whole series fits: one click to preview each.
+                starts = services.series_plan_alternatives(
+                    patient=patient, protocol=booking["protocol"], first_start=booking["first_start"],
+                    chair=booking["chair"],
+                )  # fmt: skip
+                plan["alternatives"] = [patient.clinic.local(start) for start in starts]
     return _render(request, "staff/book_series.html", {"patient": patient, "form": form, "plan": plan}, section="book")
 
 

@@ -158,6 +158,42 @@ def test_a_broken_rule_shows_next_to_the_session_and_as_a_message_on_book(schedu
     assert not Series.objects.filter(patient=patient).exists()
 
 
+def test_a_refused_preview_offers_the_nearest_first_sessions_from_which_the_series_fits(
+    scheduler, clinic, induction, patient, later
+):
+    url = reverse("staff:book-series", args=[patient.pk])
+    # Two hours from 17:00 run past closing time (18:00).
+    preview = scheduler.post(url, {"protocol": induction.pk, "first_start": wall(later, 17), "action": "preview"})
+
+    offered = preview.context["plan"]["alternatives"]
+    assert 1 <= len(offered) <= 3 and offered == sorted(offered)
+    html = preview.content.decode()
+    assert "The whole series fits from:" in html and html.count("not planned: the series stops") == 1
+    assert '<td class="num">2–6</td>' in html
+    for start in offered:
+        again = scheduler.post(
+            url, {"protocol": induction.pk, "first_start": f"{start:%Y-%m-%dT%H:%M}", "action": "preview"}
+        )
+        assert again.context["plan"]["bookable"], start
+        assert f'value="{start:%Y-%m-%dT%H:%M}"' in html
+
+
+def test_a_taken_chair_says_until_when_it_is_held(scheduler, clinic, induction, booster, patient, later):
+    chair = clinic.chairs.order_by("name").first()
+    series_book(patient=patient_make(clinic), protocol=booster, first_start=datetime.combine(later, time(9)),
+                chair=chair)  # fmt: skip
+    url = reverse("staff:book-series", args=[patient.pk])
+
+    preview = scheduler.post(
+        url, {"protocol": induction.pk, "first_start": wall(later, 10), "chair": chair.pk, "action": "preview"}
+    )
+
+    [row] = preview.context["plan"]["rows"]
+    assert row["conflict"].code == "chair_overlap"
+    # The booster runs 09:00–11:00; the clinic's turnover (15 minutes) frees the chair at 11:15.
+    assert "a session there holds it until 11:15, 15-minute turnover included" in row["why"]
+
+
 def test_book_without_a_preview_books_nothing_and_shows_the_plan(scheduler, induction, patient, later):
     url = reverse("staff:book-series", args=[patient.pk])
 
