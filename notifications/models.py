@@ -29,6 +29,7 @@ class Purpose(models.TextChoices):
     CANCELLED = "cancelled", "Cancellation notice"
     CANCEL_ALL = "cancel_all", "Series cancellation notice"
     REFLOWED = "reflowed", "New times notice"
+    LINK = "link", "Link sent again"
 
 
 # Notices about visits that no longer happen: sent although (because) the session is cancelled.

@@ -118,6 +118,17 @@ def messages_plan_reinstated(*, session: Session, now: datetime | None = None) -
     return _save(_texts_settle(_notice(session, Purpose.BOOKED, now), _reminders(session, now)))
 
 
+def messages_plan_link(*, session: Session, now: datetime | None = None) -> list[Message]:
+    """Staff send the patient the link to their visit again (the text was lost, the phone
+    changed): by text and by email where the patient takes each, due now, the text inside the
+    message window; sending checks the caps as for any text. Each time is a message of its own."""
+    now = now or timezone.now()
+    rows = _notice(session, Purpose.LINK, now)
+    for row in rows:
+        row.key = f"link-{now:%Y%m%d%H%M%S%f}"
+    return _save(rows)
+
+
 def messages_withdraw(*, session: Session, reason: str, now: datetime | None = None) -> int:
     """Cancel the session's messages that have not gone out. A claimed one whose task is already
     queued finds itself cancelled when the worker looks, and sends nothing."""

@@ -58,6 +58,9 @@ _SMS = {
     ("cancel_all", "es"): "{clinic}: citas desde {date} {time} canceladas. {link} o {phone}. STOP para salir",
     ("reflowed", "en"): "{clinic}: new times for your visits, next {date} {time}. All: {link} STOP to end",
     ("reflowed", "es"): "{clinic}: nuevos horarios de sus citas, la próxima {date} {time}. {link} STOP para salir",
+    ("link", "en"): "{clinic}: your visit {date} {time}. Reply C to confirm, R to reschedule. {link} STOP to end",
+    ("link", "es"): "{clinic}: su cita {date} {time}. Responda C para confirmar, R para cambiar. {link} "
+    "STOP para salir",
 }
 
 _EMAIL_SUBJECT = {
@@ -73,6 +76,8 @@ _EMAIL_SUBJECT = {
     ("cancel_all", "es"): "Sus citas en {clinic} fueron canceladas",
     ("reflowed", "en"): "New times for your visits at {clinic}",
     ("reflowed", "es"): "Nuevos horarios de sus citas en {clinic}",
+    ("link", "en"): "Your link for your visit at {clinic} on {date}",
+    ("link", "es"): "Su enlace para su cita en {clinic} el {date}",
 }
 
 _EMAIL_BODY = {
@@ -97,6 +102,8 @@ _EMAIL_INTRO = {
     ("cancel_all", "es"): "Sus citas pendientes fueron canceladas, desde esta. Llámenos para reservar otras.",
     ("reflowed", "en"): "Your visits have new times:\n\n{schedule}\n\nThe next one:",
     ("reflowed", "es"): "Sus citas tienen nuevos horarios:\n\n{schedule}\n\nLa próxima:",
+    ("link", "en"): "Here is the link to your visit again: confirm it, choose another time or cancel it there.",
+    ("link", "es"): "Aquí tiene de nuevo el enlace de su cita: allí puede confirmarla, elegir otra hora o cancelarla.",
 }
 
 

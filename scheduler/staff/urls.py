@@ -23,6 +23,7 @@ urlpatterns = [
     path("sessions/<int:session_id>/move/", views.session_move, name="session-move"),
     path("sessions/<int:session_id>/reflow/", views.session_reflow, name="session-reflow"),
     path("sessions/<int:session_id>/undo/", views.session_undo, name="session-undo"),
+    path("sessions/<int:session_id>/send-link/", views.session_send_link, name="session-send-link"),
     path("patients/", views.patients, name="patients"),
     path("patients/<int:patient_id>/", views.patient, name="patient"),
     path("patients/<int:patient_id>/contact/", views.patient_contact, name="patient-contact"),

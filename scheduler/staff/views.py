@@ -31,11 +31,12 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from notifications import inbox
+from notifications import inbox, planning
 from sessions import selectors as booking_selectors
 from sessions import services
 from sessions.access import clinics_for, within_clinics
 from sessions.calendar import BookingConflict
+from sessions.locking import lock_patients
 from sessions.models import AuditEvent, Chair, Clinic, Series, Session
 
 from . import forms, selectors, two_factor
@@ -452,6 +453,29 @@ def patient_contact(request: HttpRequest, patient_id: int) -> HttpResponse:
     else:
         messages.error(request, f"Not saved: {_form_errors(form)}")
     return redirect(reverse("staff:patient", args=[found.pk]) + "#contact")
+
+
+@require_POST
+@staff_view("booking.confirm_session")
+def session_send_link(request: HttpRequest, session_id: int) -> HttpResponse:
+    """The patient's link to this visit, sent again by text and email, planned like any notice."""
+    session = get_object_or_404(selectors.sessions_for(request.user).select_related("patient", "clinic"), pk=session_id)
+    if not session.is_upcoming:
+        messages.error(request, "Not sent: the link is for visits still to come.")
+    else:
+        with transaction.atomic():
+            lock_patients(patient_ids=[session.patient_id])
+            planned = planning.messages_plan_link(session=session)
+            services.audit_record(
+                patient=session.patient_id, session=session, action="link sent again", via=Session.Channel.STAFF,
+                actor=request.user, at=timezone.now(), detail=", ".join(sorted(m.channel for m in planned)),
+            )  # fmt: skip
+        if planned:
+            by = " and ".join("text" if m.channel == "sms" else "email" for m in planned)
+            messages.success(request, f"{session.patient}: the link to session {session.number} goes by {by}.")
+        else:
+            messages.error(request, f"Not sent: {session.patient} takes neither texts nor email.")
+    return redirect(reverse("staff:patient", args=[session.patient_id]) + f"#series-{session.series_id}")
 
 
 @require_POST

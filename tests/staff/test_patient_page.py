@@ -161,3 +161,41 @@ def test_a_scheduler_cancels_a_whole_series_from_the_patient_page(scheduler, ind
     assert str(list(again.context["messages"])[0]) == "Not cancelled: the series is cancelled."
     event = AuditEvent.objects.filter(series=series).exclude(action="booked").first()
     assert event is not None and event.via == "staff"
+
+
+def test_staff_send_the_link_again_by_text_and_email_each_time_a_message_of_its_own(
+    scheduler, induction, patient, later
+):
+    series = series_book(patient=patient, protocol=induction, first_start=datetime.combine(later, time(9)))
+    session = series.sessions.get(number=2)
+    url = reverse("staff:session-send-link", args=[session.pk])
+
+    page = scheduler.get(reverse("staff:patient", args=[patient.pk])).content.decode()
+    first = scheduler.post(url, follow=True)
+    scheduler.post(url)
+
+    assert f'action="{url}"' in page
+    sent = Message.objects.filter(session=session, purpose="link")
+    assert sorted(sent.values_list("channel", flat=True)) == ["email", "email", "sms", "sms"]
+    assert all(m.status == "planned" and m.due_at <= timezone.now() for m in sent if m.channel == "email")
+    assert "the link to session 2 goes by text and email" in str(list(first.context["messages"])[0])
+    event = AuditEvent.objects.filter(session=session, action="link sent again").first()
+    assert event is not None and (event.via, event.actor.username) == ("staff", "scheduler")
+
+
+def test_the_link_sent_again_fits_one_text_in_both_languages(induction, patient, later):
+    from notifications.planning import messages_plan_link
+    from notifications.rendering import render
+    from notifications.wording import fits_one_segment
+
+    for language in ("en", "es"):
+        patient.language = language
+        patient.save(update_fields=["language"])
+        weeks = 0 if language == "en" else 3
+        series = series_book(
+            patient=patient, protocol=induction, first_start=datetime.combine(later + timedelta(weeks=weeks), time(9)),
+            override_reason="a second one" if weeks else "",
+        )  # fmt: skip
+        [text] = [m for m in messages_plan_link(session=series.sessions.get(number=1)) if m.channel == "sms"]
+        rendered = render(text, token="A" * 16)
+        assert rendered is not None and fits_one_segment(rendered.body) and "A" * 16 in rendered.body
