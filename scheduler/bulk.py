@@ -18,30 +18,27 @@ from django.utils import timezone
 
 def rows_insert(rows: Sequence[Model]) -> None:
     """bulk_create(rows, ignore_conflicts=True): rows that would break a unique key are left out."""
-    if not rows:
-        return
-    model = type(rows[0])
-    if connection.vendor != "postgresql" or len(rows) < 2:
-        model._default_manager.bulk_create(rows, ignore_conflicts=True)
-        return
-    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-    values = _values(rows, fields, adding=True)
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(model), values)
+    _insert(rows, returning=False)
 
 
 def rows_create(rows: Sequence[Model]) -> None:
     """bulk_create(rows): each row gets its id; one that breaks a constraint fails them all."""
+    _insert(rows, returning=True)
+
+
+def _insert(rows: Sequence[Model], *, returning: bool) -> None:
     if not rows:
         return
     model = type(rows[0])
     if connection.vendor != "postgresql" or len(rows) < 2:
-        model._default_manager.bulk_create(rows)
+        model._default_manager.bulk_create(rows, ignore_conflicts=not returning)
         return
     fields = [field for field in model._meta.concrete_fields if not field.primary_key]
     values = _values(rows, fields, adding=True)
     with connection.cursor() as cursor:
-        cursor.execute(_create_sql(model), values)
+        cursor.execute(_insert_sql(model, returning=returning), values)
+        if not returning:
+            return
         # In the order given, as Django's own bulk_create counts on.
         ids = [found for (found,) in cursor.fetchall()]
     for row, found in zip(rows, ids, strict=True):
@@ -83,25 +80,12 @@ def _arrays(fields: Sequence[Field]) -> str:
 
 
 @cache
-def _insert_sql(model: type[Model]) -> str:
+def _insert_sql(model: type[Model], *, returning: bool) -> str:
     quote = connection.ops.quote_name
     fields = [field for field in model._meta.concrete_fields if not field.primary_key]
     columns = ", ".join(quote(field.column) for field in fields)
-    return (
-        f"INSERT INTO {quote(model._meta.db_table)} ({columns}) "
-        f"SELECT * FROM UNNEST({_arrays(fields)}) ON CONFLICT DO NOTHING"
-    )
-
-
-@cache
-def _create_sql(model: type[Model]) -> str:
-    quote = connection.ops.quote_name
-    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-    columns = ", ".join(quote(field.column) for field in fields)
-    return (
-        f"INSERT INTO {quote(model._meta.db_table)} ({columns}) "
-        f"SELECT * FROM UNNEST({_arrays(fields)}) RETURNING {quote(model._meta.pk.column)}"
-    )
+    tail = f"RETURNING {quote(model._meta.pk.column)}" if returning else "ON CONFLICT DO NOTHING"
+    return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) SELECT * FROM UNNEST({_arrays(fields)}) {tail}"
 
 
 @cache
