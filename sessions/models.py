@@ -444,6 +444,26 @@ class SessionMove(models.Model):
         return f"{self.from_starts_at:%Y-%m-%d %H:%M} → {self.to_starts_at:%Y-%m-%d %H:%M} UTC"
 
 
+class PatientNote(models.Model):
+    """What the front desk keeps about a patient ("prefers mornings", "call her sister first"):
+    staff-only, never in a message. Kept in the clinic the patient belongs to."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="notes")
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+")
+    text = models.TextField(max_length=2000)
+    written_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    written_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-written_at", "-id"]
+        indexes = [models.Index(fields=["patient", "-written_at"], name="note_patient_written_idx")]
+
+    def __str__(self) -> str:
+        return f"Note on {self.patient} ({self.written_at:%Y-%m-%d})"
+
+
 class AuditEvent(models.Model):
     """Who changed what, when and through which channel: staff, API, admin, a patient's text or link.
 

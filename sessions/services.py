@@ -23,7 +23,7 @@ from . import signals
 from .calendar import BOOKING_HORIZON, BookingConflict, ClinicCalendar, Slot, series_gap_conflict
 from .clock import LocalTimeError, local_date, to_utc, wall_clock
 from .locking import lock_clinic_and_patient, lock_patients
-from .models import AuditEvent, Chair, Clinic, Patient, Protocol, Series, Session, SessionMove
+from .models import AuditEvent, Chair, Clinic, Patient, PatientNote, Protocol, Series, Session, SessionMove
 from .selectors import self_service_earliest, session_neighbours
 
 # A constraint's name → the conflict the checks would have given (code, detail, session number).
@@ -919,6 +919,21 @@ def _set_status(
     signals.session_status_changed.send(
         sender=Session, session=session, previous_status=previous, now=now, with_series=with_series, via=via
     )
+
+
+def patient_note_add(*, patient: Patient, text: str, actor, now: datetime | None = None) -> PatientNote:
+    """A staff note on the patient; the audit trail records that one was written, not what it says."""
+    text = text.strip()
+    if not text:
+        raise ValidationError({"text": "Write the note."})
+    if len(text) > 2000:
+        raise ValidationError({"text": "Keep a note to 2,000 characters."})
+    now = now or timezone.now()
+    with transaction.atomic():
+        note = PatientNote.objects.create(patient=patient, clinic_id=patient.clinic_id, text=text, written_by=actor)
+        audit_record(patient=patient.pk, clinic=patient.clinic_id, action="note added", via=Session.Channel.STAFF,
+                     actor=actor, at=now)  # fmt: skip
+    return note
 
 
 def audit_record(

@@ -20,12 +20,13 @@ from django.utils import timezone
 from notifications.models import Channel, InboxText, Message, OutboxText, StaffFlag
 from sessions.access import within_clinics
 from sessions.clock import local_date
-from sessions.models import AuditEvent, Clinic, Patient, Series, Session, SessionMove
+from sessions.models import AuditEvent, Clinic, Patient, PatientNote, Series, Session, SessionMove
 from sessions.selectors import series_gaps, session_neighbours, sessions_for_day
 
 FAILED_MESSAGE = (Message.Status.FAILED, Message.Status.UNDELIVERED)
 SEARCH_LIMIT = 25
 AUDIT_LIMIT = 200
+NOTES_LIMIT = 50
 
 
 def patients_for(user) -> QuerySet[Patient]:
@@ -222,6 +223,7 @@ class PatientRecord:
     inbound: list[InboxText]
     open_flags: list[StaffFlag]
     audit: list[AuditEvent]
+    notes: list[PatientNote]
     gaps: dict[int, list[GapNotice]] = field(default_factory=dict)
     now: datetime = field(default_factory=timezone.now)
 
@@ -289,6 +291,7 @@ def patient_record(*, patient: Patient, now: datetime | None = None) -> PatientR
         inbound=list(texts.select_related("inbound", "handled_by")),
         open_flags=list(StaffFlag.objects.filter(patient=patient, handled_at=None).select_related("session")),
         audit=list(AuditEvent.objects.filter(patient=patient).select_related("actor", "session")[:AUDIT_LIMIT]),
+        notes=list(patient.notes.select_related("written_by")[:NOTES_LIMIT]),
         gaps=series_gap_notices(series_ids=[s.pk for s in series], now=now),
         now=now or timezone.now(),
     )

@@ -27,6 +27,7 @@ urlpatterns = [
     path("patients/", views.patients, name="patients"),
     path("patients/<int:patient_id>/", views.patient, name="patient"),
     path("patients/<int:patient_id>/contact/", views.patient_contact, name="patient-contact"),
+    path("patients/<int:patient_id>/notes/", views.patient_note, name="patient-note"),
     path("series/<int:series_id>/cancel/", views.series_cancel, name="series-cancel"),
     path("book/", views.book, name="book"),
     path("book/<int:patient_id>/", views.book_series, name="book-series"),

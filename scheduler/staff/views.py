@@ -456,6 +456,19 @@ def patient_contact(request: HttpRequest, patient_id: int) -> HttpResponse:
 
 
 @require_POST
+@staff_view("booking.change_patient")
+def patient_note(request: HttpRequest, patient_id: int) -> HttpResponse:
+    found = get_object_or_404(selectors.patients_for(request.user), pk=patient_id)
+    try:
+        services.patient_note_add(patient=found, text=request.POST.get("text", ""), actor=request.user)
+    except ValidationError as error:
+        messages.error(request, f"Not saved: {' '.join(error.messages)}")
+    else:
+        messages.success(request, "Note saved.")
+    return redirect(reverse("staff:patient", args=[found.pk]) + "#notes")
+
+
+@require_POST
 @staff_view("booking.confirm_session")
 def session_send_link(request: HttpRequest, session_id: int) -> HttpResponse:
     """The patient's link to this visit, sent again by text and email, planned like any notice."""

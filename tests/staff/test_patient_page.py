@@ -199,3 +199,23 @@ def test_the_link_sent_again_fits_one_text_in_both_languages(induction, patient,
         [text] = [m for m in messages_plan_link(session=series.sessions.get(number=1)) if m.channel == "sms"]
         rendered = render(text, token="A" * 16)
         assert rendered is not None and fits_one_segment(rendered.body) and "A" * 16 in rendered.body
+
+
+def test_staff_keep_notes_on_the_patient_newest_first_and_the_trail_says_only_that_one_was_written(
+    scheduler, nurse, patient
+):
+    url = reverse("staff:patient-note", args=[patient.pk])
+
+    scheduler.post(url, {"text": "Prefers mornings"})
+    saved = scheduler.post(url, {"text": "  Call her sister\nto arrange the driver  "}, follow=True)
+    blank = scheduler.post(url, {"text": "   "}, follow=True)
+    by_nurse = nurse.post(url, {"text": "from the nurse"})
+
+    assert [n.text for n in patient.notes.all()] == ["Call her sister\nto arrange the driver", "Prefers mornings"]
+    html = saved.content.decode()
+    assert "Call her sister<br>to arrange the driver" in html and "Note saved." in html
+    assert str(list(blank.context["messages"])[0]) == "Not saved: Write the note."
+    assert by_nurse.status_code == 403
+    events = AuditEvent.objects.filter(patient=patient, action="note added")
+    assert events.count() == 2 and all("sister" not in e.detail and "mornings" not in e.detail for e in events)
+    assert 'name="text"' not in nurse.get(reverse("staff:patient", args=[patient.pk])).content.decode()

@@ -131,6 +131,14 @@ class TestClinicScoping:
             assert limited.get(url).status_code == 404, url
         cancel = limited.post(reverse("staff:session-cancel", args=[other_session.pk]), {"reason": "x"})
         assert cancel.status_code == 404
+        for url, data in (
+            (reverse("staff:patient-note", args=[patient.pk]), {"text": "x"}),
+            (reverse("staff:patient-contact", args=[patient.pk]), {"phone": "+16025550199"}),
+            (reverse("staff:session-send-link", args=[other_session.pk]), {}),
+            (reverse("staff:series-cancel", args=[other_session.series_id]), {"reason": "x"}),
+        ):
+            assert limited.post(url, data).status_code == 404, url
+        assert not patient.notes.exists()
         assert limited.get(reverse("staff:board", args=[session.clinic_id])).status_code == 200
         assert limited.get(reverse("staff:week", args=[session.clinic_id])).status_code == 200
         assert limited.get(reverse("staff:patient", args=[session.patient_id])).status_code == 200
