@@ -21,7 +21,9 @@ from django.utils import timezone
 
 from scheduler.bulk import rows_insert
 from sessions.clock import LocalTimeError, to_utc
+from sessions.locking import lock_patients
 from sessions.models import Clinic, Patient, Session
+from sessions.services import audit_record
 
 from .models import Channel, Message, Purpose, ReminderRule
 
@@ -127,6 +129,20 @@ def messages_plan_link(*, session: Session, now: datetime | None = None) -> list
     for row in rows:
         row.key = f"link-{now:%Y%m%d%H%M%S%f}"
     return _save(rows)
+
+
+def link_send_again(*, session: Session, actor, now: datetime | None = None) -> list[Message]:
+    """Staff's "send the link again": the messages under the patient's lock, as every planning
+    runs, and the audit line that says by which channels (empty: the patient takes neither)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        lock_patients(patient_ids=[session.patient_id])
+        planned = messages_plan_link(session=session, now=now)
+        audit_record(
+            patient=session.patient_id, session=session, action="link sent again", via=Session.Channel.STAFF,
+            actor=actor, at=now, detail=", ".join(sorted(m.channel for m in planned)),
+        )  # fmt: skip
+    return planned
 
 
 def messages_withdraw(*, session: Session, reason: str, now: datetime | None = None) -> int:

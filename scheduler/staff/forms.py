@@ -12,8 +12,6 @@ from sessions.clock import LocalTimeError, to_utc
 from sessions.models import Chair, Clinic, Patient, Protocol, Session
 from sessions.serializers import BOOKING_HORIZON
 
-# E.164 as the browser can check it while typing; the model's validator has the last word.
-
 
 class WallClockField(forms.Field):
     """A datetime-local value. It names the clinic's wall-clock time, so it stays naive here: the
@@ -67,6 +65,15 @@ class PatientSearchForm(forms.Form):
     )
 
 
+def _phone_as_typed(field: forms.Field) -> None:
+    """The phone as staff write it, "(602) 555-0101": Patient.clean_fields reads it in the
+    clinic's country and stores it in E.164, and the model's validator has the last word."""
+    field.max_length = 40
+    field.validators = [MaxLengthValidator(40)]
+    field.widget.attrs.update({"type": "tel", "autocomplete": "off", "maxlength": 40})
+    field.help_text = "Without a country code, a number of the clinic's country."
+
+
 class PatientForm(forms.ModelForm):
     sms_consent = forms.BooleanField(label="Agreed to reminders by text", required=False)
 
@@ -79,19 +86,14 @@ class PatientForm(forms.ModelForm):
         labels = {"sms_consent_source": "How consent was given"}
         help_texts = {"sms_consent_source": "Needed when the patient agreed to reminders by text."}
         widgets = {
-            "phone": forms.TextInput(
-                attrs={"type": "tel", "placeholder": "(602) 555-0123", "autocomplete": "off", "maxlength": 40}
-            ),
+            "phone": forms.TextInput(attrs={"placeholder": "(602) 555-0123"}),
             "sms_consent_source": forms.TextInput(attrs={"placeholder": "e.g. intake form"}),
         }
 
     def __init__(self, *args, clinics: QuerySet[Clinic], **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.existing: Patient | None = None
-        # Typed as staff write it: the model stores it in E.164, read in the clinic's country.
-        self.fields["phone"].max_length = 40
-        self.fields["phone"].validators = [MaxLengthValidator(40)]
-        self.fields["phone"].help_text = "Without a country code, a number of the clinic's country."
+        _phone_as_typed(self.fields["phone"])
         self.fields["clinic"].queryset = clinics
         self.fields["clinic"].empty_label = None
         only = list(clinics[:2])
@@ -124,13 +126,10 @@ class ContactForm(forms.ModelForm):
         model = Patient
         fields = ["phone", "email", "language", "time_zone", "sms_enabled", "email_enabled"]
         labels = {"sms_enabled": "Reminders by text", "email_enabled": "Reminders by email"}
-        widgets = {"phone": forms.TextInput(attrs={"type": "tel", "autocomplete": "off", "maxlength": 40})}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["phone"].max_length = 40
-        self.fields["phone"].validators = [MaxLengthValidator(40)]
-        self.fields["phone"].help_text = "Without a country code, a number of the clinic's country."
+        _phone_as_typed(self.fields["phone"])
         self.fields["time_zone"].help_text = "An IANA zone such as America/Phoenix; empty: the clinic's."
 
 

@@ -36,7 +36,6 @@ from sessions import selectors as booking_selectors
 from sessions import services
 from sessions.access import clinics_for, within_clinics
 from sessions.calendar import BookingConflict
-from sessions.locking import lock_patients
 from sessions.models import AuditEvent, Chair, Clinic, Series, Session
 
 from . import forms, selectors, two_factor
@@ -476,13 +475,7 @@ def session_send_link(request: HttpRequest, session_id: int) -> HttpResponse:
     if not session.is_upcoming:
         messages.error(request, "Not sent: the link is for visits still to come.")
     else:
-        with transaction.atomic():
-            lock_patients(patient_ids=[session.patient_id])
-            planned = planning.messages_plan_link(session=session)
-            services.audit_record(
-                patient=session.patient_id, session=session, action="link sent again", via=Session.Channel.STAFF,
-                actor=request.user, at=timezone.now(), detail=", ".join(sorted(m.channel for m in planned)),
-            )  # fmt: skip
+        planned = planning.link_send_again(session=session, actor=request.user)
         if planned:
             by = " and ".join("text" if m.channel == "sms" else "email" for m in planned)
             messages.success(request, f"{session.patient}: the link to session {session.number} goes by {by}.")
