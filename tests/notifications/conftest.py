@@ -1,5 +1,5 @@
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -76,8 +76,19 @@ def message_id(text: FakeMessage) -> int:
     return int(parse_qs(urlsplit(text.status_callback or "").query)["m"][0])
 
 
+def zone_where_it_is(hour: int) -> str:
+    """An IANA zone whose clock reads `hour` o'clock now, so that a test needing hours left in
+    today runs the same at any real time of day."""
+    offset = (hour - datetime.now(UTC).hour) % 24
+    offset = offset - 24 if offset > 14 else offset
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
+
+
 def always_open_clinic(chairs: int = 4, **fields) -> Clinic:
-    """Open and allowed to text around the clock, so a test with real clocks passes at any hour."""
+    """Open and allowed to text around the clock, so a test with real clocks passes at any hour;
+    unless told otherwise its clock reads 06:00 now, so that a session soon after now and its
+    chair time fall inside today's 00:00–23:59."""
+    fields.setdefault("time_zone", zone_where_it_is(6))
     clinic = clinic_make(chairs=chairs, message_window_start=datetime.min.time(), **fields)
     clinic.message_window_end = datetime.max.time().replace(microsecond=0)
     clinic.save()

@@ -48,12 +48,9 @@ def claimed_reminder_per_session(
     start = (timezone.now() + timedelta(days=1)).astimezone(clinic.zone).replace(hour=0, minute=0, second=0)
     spread = 240  # starts 5 minutes apart, one session each
     if soon:
+        # Within two and a half hours, side by side on the chairs: the clinic's clock reads 06:00.
         start = (timezone.now() + timedelta(minutes=10)).astimezone(clinic.zone).replace(second=0, microsecond=0)
-        # Within two and a half hours, side by side on the chairs, so that the day's hours (00:00–23:59)
-        # hold them at whatever hour the test runs: late in the evening they start after midnight.
         spread = 24
-        if (start + timedelta(minutes=5 * spread + 30)).date() != start.date():
-            start = start.replace(hour=0, minute=5) + timedelta(days=1)
     pairs = []
     for n in range(count):
         patient = patient_make(clinic, phone=f"+1602556{n:04d}", email="")

@@ -31,7 +31,7 @@ def test_reminders_arrive_once_each_on_time_and_follow_moves_and_cancellations(p
     # Planning (here) and sending (the worker) both keep the caps: a booking text and a reminder
     # the same day need a daily cap above one in both.
     settings.SMS_DAILY_CAP = 10
-    clinic = always_open_clinic(time_zone="America/New_York", sender_name="Harbor Wellness")
+    clinic = always_open_clinic(sender_name="Harbor Wellness")
     ReminderRule.objects.filter(clinic=clinic).delete()
     ReminderRule.objects.create(clinic=clinic, channel="email", offset_minutes=1)
     ReminderRule.objects.create(clinic=clinic, channel="sms", offset_minutes=1)

@@ -3,7 +3,7 @@ notice, Today and Tomorrow said as such, every visit of the series in view, and 
 re-space my later visits" where the clinic allows it."""
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.test import Client
@@ -16,7 +16,7 @@ from sessions.models import AuditEvent, Session
 from sessions.selectors import session_slots
 from sessions.services import session_cancel
 from tests.factories import patient_make, protocol_make
-from tests.notifications.conftest import always_open_clinic
+from tests.notifications.conftest import always_open_clinic, zone_where_it_is
 from tests.notifications.test_patient_link import (
     an_address,
     book,
@@ -33,14 +33,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def client() -> Client:
     return Client(REMOTE_ADDR=an_address())
-
-
-def zone_where_it_is(hour: int) -> str:
-    """An IANA zone whose clock reads `hour` o'clock now, so that a test needing hours left in
-    today runs the same at any real time of day."""
-    offset = (hour - datetime.now(UTC).hour) % 24
-    offset = offset - 24 if offset > 14 else offset
-    return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
 
 
 def single_visit(*, fasting: int = 0, cancellation: int = 24, notice: int | None = None, language: str = "en"):

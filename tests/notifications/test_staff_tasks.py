@@ -27,7 +27,6 @@ from sessions.services import (
 from tests.factories import clinic_make, patient_make, protocol_make
 from tests.notifications.conftest import always_open_clinic
 from tests.notifications.test_patient_link import an_address, book, days_ahead, offered_starts, url
-from tests.notifications.test_self_service import zone_where_it_is
 
 pytestmark = pytest.mark.django_db
 
@@ -249,7 +248,7 @@ def test_a_handled_driver_task_is_not_raised_again_and_a_confirmed_driver_closes
 
 
 def test_the_reminder_tick_runs_the_driver_check():
-    clinic = always_open_clinic(time_zone=zone_where_it_is(6))
+    clinic = always_open_clinic()
     [session] = book(patient_make(clinic), protocol_make(clinic, kind="booster"), [days_ahead(clinic, 0, hour=12)])
 
     tasks.reminder_tick()
