@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # web, worker and beat from it.
 RUNTIME_VENV ?= .venv-runtime
 
-.PHONY: run test browser bench lint check-deploy clean lock runtime-venv
+.PHONY: run test browser gettext messages bench lint check-deploy clean lock runtime-venv
 
 # An existing venv that already holds every pinned package (VENV=<path> reuses one) is only
 # stamped: the offline check needs no network and installs nothing.
@@ -33,6 +33,17 @@ run: $(STAMP)
 browser:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
+# GNU gettext: `make messages` and the catalog test (tests/notifications/test_translations.py) run it.
+gettext:
+	command -v msgfmt >/dev/null || (apt-get update && apt-get install -y gettext)
+
+# Every word a patient reads, after a change to them: refresh the catalogs from the code, then
+# translate what is new or fuzzy in locale/*/LC_MESSAGES/django.po and run this again to compile.
+MESSAGE_DIRS := --ignore='.venv*' --ignore=tests --ignore=bench --ignore=docs
+messages: $(STAMP) gettext
+	$(PY) manage.py makemessages -l es --no-location $(MESSAGE_DIRS)
+	$(PY) manage.py compilemessages -l es $(MESSAGE_DIRS)
+
 # Rebuilt only when requirements.txt differs from the copy it was built from. --no-deps and
 # `pip check`: what the lock leaves out is missing here, as in the image, not fetched behind its back.
 runtime-venv:
@@ -42,7 +53,7 @@ runtime-venv:
 	  && $(RUNTIME_VENV)/bin/pip check \
 	  && cp requirements.txt $(RUNTIME_VENV)/requirements.txt; }
 
-test: $(STAMP) browser runtime-venv
+test: $(STAMP) browser gettext runtime-venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run

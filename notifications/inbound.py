@@ -13,6 +13,7 @@ from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from sessions.audit import untracked
 from sessions.locking import lock_patients
@@ -21,8 +22,9 @@ from sessions.services import audit_record, session_confirm
 
 from . import links, staff_tasks
 from .models import Channel, InboundSms, InboxText, Message, StaffFlag
+from .patient_text import in_language, short_date_text, short_time_text
 from .rendering import patient_url
-from .wording import gsm7_safe, local_date_text, local_time_text
+from .wording import gsm7_safe
 
 Command = InboundSms.Command
 
@@ -37,28 +39,15 @@ RESCHEDULE_WORDS = {"R", "2", "RESCHEDULE"}
 HELP_WORDS = {"HELP", "INFO"}
 
 _REPLIES = {
-    "en": {
-        "confirmed": "{clinic}: thank you, your visit {date} {time} is confirmed.",
-        "nothing": "{clinic}: you have no visit waiting to be confirmed. Questions: {phone}.",
-        "which": "{clinic}: which visit? Choose here: {links}",
-        "reschedule": "{clinic}: choose a new time here: {links}",
-        "opted_out": "{clinic}: you will get no more texts from us. Reply START to get them again.",
-        "opted_in": "{clinic}: texts are back on. Reply STOP to stop them.",
-        "help": "{clinic}: call us at {phone}. Reply C to confirm, R to reschedule, STOP to stop texts.",
-        "help_many": "Call {clinic}. Reply C to confirm, R to reschedule, STOP to stop texts.",
-        "ack": "{clinic}: thank you, we have your message and will get back to you. Urgent? Call {phone}.",
-    },
-    "es": {
-        "confirmed": "{clinic}: gracias, su cita {date} {time} está confirmada.",
-        "nothing": "{clinic}: no tiene citas por confirmar. Dudas: {phone}.",
-        "which": "{clinic}: ¿cuál cita? Elija aquí: {links}",
-        "reschedule": "{clinic}: elija otro horario aquí: {links}",
-        "opted_out": "{clinic}: no recibira mas mensajes. Responda START para recibirlos de nuevo.",
-        "opted_in": "{clinic}: mensajes activados. Responda STOP para detenerlos.",
-        "help": "{clinic}: llámenos al {phone}. Responda C para confirmar, R para cambiar, STOP para salir.",
-        "help_many": "Llame a {clinic}. Responda C para confirmar, R para cambiar, STOP para salir.",
-        "ack": "{clinic}: gracias, recibimos su mensaje y le responderemos. Urgente? Llame al {phone}.",
-    },
+    "confirmed": _("{clinic}: thank you, your visit {date} {time} is confirmed."),
+    "nothing": _("{clinic}: you have no visit waiting to be confirmed. Questions: {phone}."),
+    "which": _("{clinic}: which visit? Choose here: {links}"),
+    "reschedule": _("{clinic}: choose a new time here: {links}"),
+    "opted_out": _("{clinic}: you will get no more texts from us. Reply START to get them again."),
+    "opted_in": _("{clinic}: texts are back on. Reply STOP to stop them."),
+    "help": _("{clinic}: call us at {phone}. Reply C to confirm, R to reschedule, STOP to stop texts."),
+    "help_many": _("Call {clinic}. Reply C to confirm, R to reschedule, STOP to stop texts."),
+    "ack": _("{clinic}: thank you, we have your message and will get back to you. Urgent? Call {phone}."),
 }
 UNKNOWN_NUMBER_REPLY = "We could not match this number to a booking. Please call your clinic."
 
@@ -299,12 +288,12 @@ def _links(sessions: list[Session]) -> str:
 
 def _say(patient: Patient, key: str, *, session: Session | None = None, links: str = "") -> str:
     clinic = patient.clinic
-    language = patient.language if patient.language in _REPLIES else "en"
     values = {"clinic": clinic.sender_name, "phone": clinic.phone, "links": links, "date": "", "time": ""}
     if session is not None:
         local = session.starts_at.astimezone(clinic.zone)
-        values.update(date=local_date_text(local, language), time=local_time_text(local, language))
-    return gsm7_safe(_REPLIES[language][key].format(**values))
+        values.update(date=short_date_text(local, patient.language), time=short_time_text(local, patient.language))
+    with in_language(patient.language):
+        return gsm7_safe(str(_REPLIES[key]).format(**values))
 
 
 def _say_help(patients: list[Patient]) -> str:
@@ -312,6 +301,6 @@ def _say_help(patients: list[Patient]) -> str:
     clinics = list({p.clinic_id: p.clinic for p in patients}.values())
     if len(clinics) == 1:
         return _say(patients[0], "help")
-    language = patients[0].language if patients[0].language in _REPLIES else "en"
     names = "; ".join(f"{c.sender_name} {c.phone}" for c in clinics)
-    return gsm7_safe(_REPLIES[language]["help_many"].format(clinic=names))
+    with in_language(patients[0].language):
+        return gsm7_safe(str(_REPLIES["help_many"]).format(clinic=names))

@@ -31,6 +31,8 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.decorators import decorator_from_middleware
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -54,7 +56,7 @@ from .patient_actions import (
     link_series_visits,
     link_slots_by_day,
 )
-from .patient_text import LANGUAGES, PHRASES, day_label, language_of, phrase, time_text, when_label, when_text
+from .patient_text import LANGUAGES, day_label, in_language, language_of, time_text, when_label, when_text
 from .ratelimit import rate_hit, rate_hit_and_peek
 
 # The token is in the URL: no Referer may carry it anywhere, no cache may keep the page, no
@@ -71,6 +73,16 @@ PRIVATE_HEADERS = {
 }
 # Flash messages of this page only: a staff member's admin messages must not show up here.
 _FLASH = "patient-link"
+# What the page says when the link cannot do what was asked ({phone} is the clinic's).
+_REFUSALS = {
+    "driver_missing": _("Please tick the box to tell us you have a driver to take you home."),
+    "move_pick": _("Please choose one of the times shown."),
+    "move_taken": _("That time was just taken. Please pick another."),
+    "move_too_soon": _("That time is too soon to choose here. Please pick a later one, or call {phone}."),
+    "reflow_failed": _("Your later visits cannot all fit around that time. Please pick another, or call {phone}."),
+    "cancel_call": _("To cancel this visit now, please call {phone}."),
+    "not_possible": _("That could not be done. Please call {phone}."),
+}
 # Refusals tied to a field of the form on screen: shown with it, with the status that says why.
 _FORM_ERRORS = {
     "driver_missing": ("", 400),
@@ -152,32 +164,53 @@ def _language(request: HttpRequest, session: Session) -> tuple[str, str]:
 def _act(request: HttpRequest, session: Session, now: datetime) -> HttpResponse:
     language, keep = _language(request, session)
     page = f"{request.path}?{keep}" if keep else request.path
+    with in_language(language):
+        text = _act_in_language(request, session, now, language)
+    if isinstance(text, HttpResponse):
+        return text
+    # 303: the browser follows with a GET, so a refresh shows the page instead of posting again.
+    return HttpResponseRedirect(page, status=303)
+
+
+def _act_in_language(request: HttpRequest, session: Session, now: datetime, language: str) -> HttpResponse | None:
+    """Do what the post asks and flash what came of it; a response where the page must show again."""
     phone = _phone_text(session.clinic.phone)
     action = request.POST.get("action", "")
     try:
         if action == "confirm":
             done = link_confirm(session=session, driver=request.POST.get("driver") == "yes", now=now)
-            text = phrase(language, "confirmed" if done else "already_confirmed")
+            text = (
+                gettext("Thank you. Your visit is confirmed.")
+                if done
+                else gettext("This visit was already confirmed. Nothing has changed.")
+            )
         elif action == "move":
             moved = link_move(session=session, starts_at=request.POST.get("starts_at", ""), now=now)
-            text = phrase(language, "moved", when=when_text(moved.starts_at.astimezone(moved.clinic.zone), language))
+            when = when_text(moved.starts_at.astimezone(moved.clinic.zone), language)
+            text = gettext("Your visit is now {when}. Please confirm the new time.").format(when=when)
         elif action == "reflow":
             moved = link_reflow(session=session, starts_at=request.POST.get("starts_at", ""), now=now)
-            text = phrase(language, "reflowed", when=when_text(moved.starts_at.astimezone(moved.clinic.zone), language))
+            when = when_text(moved.starts_at.astimezone(moved.clinic.zone), language)
+            text = gettext("Your visit is now {when}. Your later visits have new times too: see them below.").format(
+                when=when
+            )
         elif action == "cancel":
             link_cancel(session=session, now=now)
-            text = phrase(language, "cancelled", phone=phone)
+            text = gettext("Your visit is cancelled. To book a new time, please call {phone}.").format(phone=phone)
         else:
-            return HttpResponseRedirect(page, status=303)
+            return None
     except LinkRefused as refused:
         if refused.reason in _FORM_ERRORS:
             step, status = _FORM_ERRORS[refused.reason]
             return _page(request, session, now, step=step, error=refused.reason, status=status)
-        messages.error(request, phrase(language, refused.reason, phone=phone), extra_tags=_FLASH)
+        messages.error(request, _refusal(refused.reason, phone), extra_tags=_FLASH)
     else:
         messages.success(request, text, extra_tags=_FLASH)
-    # 303: the browser follows with a GET, so a refresh shows the page instead of posting again.
-    return HttpResponseRedirect(page, status=303)
+    return None
+
+
+def _refusal(reason: str, phone: str) -> str:
+    return str(_REFUSALS.get(reason, _REFUSALS["not_possible"])).format(phone=phone)
 
 
 def _page(
@@ -190,8 +223,24 @@ def _page(
     error: str = "",
     status: int = 200,
 ) -> HttpResponse:
-    clinic, protocol = session.clinic, session.series.protocol
     language, keep = _language(request, session)
+    with in_language(language):
+        context, status = _page_context(request, session, now, language, keep, step, starts_at, error, status)
+        return render(request, "patient/page.html", context, status=status)
+
+
+def _page_context(
+    request: HttpRequest,
+    session: Session,
+    now: datetime,
+    language: str,
+    keep: str,
+    step: str,
+    starts_at: str,
+    error: str,
+    status: int,
+) -> tuple[dict, int]:
+    clinic, protocol = session.clinic, session.series.protocol
     phone = _phone_text(clinic.phone)
     today = local_date(now, clinic.zone)
     starts, ends = session.starts_at.astimezone(clinic.zone), session.ends_at.astimezone(clinic.zone)
@@ -202,38 +251,37 @@ def _page(
         "page_url": f"{request.path}?{keep}" if keep else request.path,
         "step_query": f"{keep}&" if keep else "",
         "keep_lang": language if keep else "",
-        "t": {key: text.replace("{phone}", phone) for key, text in PHRASES[language].items()},
         "clinic_name": clinic.sender_name,
         "address": clinic.address,
         "phone": phone,
         "phone_href": f"tel:{clinic.phone}",
         "visit_name": protocol.patient_name_in(language),
-        "visit_count": _count(language, session.number, protocol),
+        "visit_count": _count(session.number, protocol),
         "day": day_label(starts.date(), language, today=today),
-        "hours": phrase(language, "until", start=time_text(starts, language), end=time_text(ends, language)),
+        "hours": gettext("{start} to {end}").format(start=time_text(starts, language), end=time_text(ends, language)),
         "other_zone": session.patient.zone.key != clinic.zone.key,
         "status": session.status,
         "driver_required": protocol.driver_required,
         "driver_confirmed": session.driver_confirmed,
         "may_act": may_act,
         "may_cancel": link_may_cancel(session=session, now=now),
-        "preparation": _preparation(protocol, language),
+        "preparation": _preparation(protocol),
         "instructions": protocol.instructions_in(language),
         "flash": [message for message in messages.get_messages(request) if _FLASH in message.tags.split()],
-        "error": phrase(language, error, phone=phone) if error else "",
+        "error": _refusal(error, phone) if error else "",
         "step": step if step in ("move", "reflow") and may_act else "",
     }
     if context["step"] == "reflow":
         try:
             steps = link_reflow_preview(session=session, starts_at=starts_at, now=now)
         except LinkRefused as refused:
-            context.update(step="move", error=phrase(language, refused.reason, phone=phone))
+            context.update(step="move", error=_refusal(refused.reason, phone))
             status = _FORM_ERRORS.get(refused.reason, ("", 409))[1]
         else:
             context["starts_at"] = starts_at
             context["steps"] = _reflow_lines(steps, clinic, protocol, language, today)
     if context["step"] == "move":
-        context["when_now"] = phrase(language, "move_now", when=when_text(starts, language))
+        context["when_now"] = gettext("Your visit is now {when}.").format(when=when_text(starts, language))
         context["days"] = _day_choices(link_slots_by_day(session=session, now=now), clinic, language, today)
         context["reflow_days"] = _day_choices(
             link_reflow_slots_by_day(session=session, now=now), clinic, language, today
@@ -241,16 +289,16 @@ def _page(
     if not context["step"]:
         context["visits"] = [
             (
-                _count(language, visit.number, protocol),
+                _count(visit.number, protocol),
                 when_label(visit.starts_at.astimezone(clinic.zone), language, today=today),
             )
             for visit in link_series_visits(session=session, now=now)
         ]
-    return render(request, "patient/page.html", context, status=status)
+    return context, status
 
 
-def _count(language: str, number: int, protocol: Protocol) -> str:
-    return phrase(language, "visit_count", number=number, count=protocol.session_count)
+def _count(number: int, protocol: Protocol) -> str:
+    return gettext("Visit {number} of {count}").format(number=number, count=protocol.session_count)
 
 
 def _day_choices(
@@ -274,18 +322,30 @@ def _reflow_lines(
     for step in steps:
         assert step.slot is not None  # link_reflow_preview refuses a plan with a visit left out
         when = when_label(step.slot.starts_at.astimezone(clinic.zone), language, today=today)
-        lines.append((_count(language, step.number, protocol), when, step.changes))
+        lines.append((_count(step.number, protocol), when, step.changes))
     return lines
 
 
-def _preparation(protocol: Protocol, language: str) -> list[str]:
+def _preparation(protocol: Protocol) -> list[str]:
     steps = []
     if protocol.fasting_hours:
-        steps.append(phrase(language, "prep_fasting", hours=protocol.fasting_hours))
+        steps.append(
+            ngettext(
+                "Do not eat for {hours} hour before your visit.",
+                "Do not eat for {hours} hours before your visit.",
+                protocol.fasting_hours,
+            ).format(hours=protocol.fasting_hours)
+        )
     if protocol.driver_required:
-        steps.append(phrase(language, "prep_driver"))
+        steps.append(gettext("Arrange for someone to drive you home."))
     if protocol.no_driving_hours:
-        steps.append(phrase(language, "prep_no_driving", hours=protocol.no_driving_hours))
+        steps.append(
+            ngettext(
+                "Do not drive for {hours} hour afterwards.",
+                "Do not drive for {hours} hours afterwards.",
+                protocol.no_driving_hours,
+            ).format(hours=protocol.no_driving_hours)
+        )
     return steps
 
 

@@ -7,29 +7,19 @@ from django.conf import settings
 from sessions.models import Session
 
 from .models import CANCELLATIONS, Channel, Message, Purpose
+from .patient_text import in_language, short_date_text, short_time_text
 from .transports.email import Invite
 from .wording import (
+    COMPACT_CANCELLED_SMS,
+    COMPACT_SMS,
     default_wording,
     fill,
     fits_one_segment,
     gsm7_safe,
-    local_date_text,
-    local_time_text,
     placeholders_in,
     schedule_line,
     wording_for,
 )
-
-# Last resort when a clinic's long name or address leaves no room: still one segment, still says
-# how to confirm (or that the visit is off) and how to stop.
-_COMPACT_SMS = {
-    "en": "{clinic}: {date} {time}. C=confirm R=reschedule {link} STOP=end",
-    "es": "{clinic}: {date} {time}. C=confirmar R=cambiar {link} STOP=salir",
-}
-_COMPACT_CANCELLED_SMS = {
-    "en": "{clinic}: {date} {time} cancelled. {link} STOP=end",
-    "es": "{clinic}: {date} {time} cancelada. {link} STOP=salir",
-}
 
 
 @dataclass(frozen=True)
@@ -55,11 +45,13 @@ def render(message: Message, *, token: str) -> Rendered | None:
         if message.purpose not in CANCELLATIONS and instructions:
             body += "\n\n" + instructions
         return Rendered(fill(wording.subject, values), body, _invites(message, language))
-    compact = _COMPACT_CANCELLED_SMS if message.purpose in CANCELLATIONS else _COMPACT_SMS
+    compact = COMPACT_CANCELLED_SMS if message.purpose in CANCELLATIONS else COMPACT_SMS
+    with in_language(language):
+        compact_text = str(compact)
     candidates = [
         wording_for(session, message.purpose, Channel.SMS, language).body,
         default_wording(message.purpose, Channel.SMS, language).body,
-        compact[language],
+        compact_text,
     ]
     for text in candidates:
         body = gsm7_safe(fill(text, values))
@@ -109,8 +101,8 @@ def _values(message: Message, token: str, language: str) -> dict[str, str]:
     return _Values(
         {
             "clinic": clinic.sender_name,
-            "date": local_date_text(local, language),
-            "time": local_time_text(local, language),
+            "date": short_date_text(local, language),
+            "time": short_time_text(local, language),
             "link": patient_url(token),
             "phone": clinic.phone,
             "address": clinic.address,

@@ -2,8 +2,9 @@
 where it has some, and the checks that keep a text to one neutral GSM-7 segment.
 
 Texts name the clinic's neutral sender name, the date and time in the clinic's zone, how to
-confirm or reschedule, the patient link and how to stop — never the treatment. Dates are spelled
-here rather than through the C locale, which a worker may not have for Spanish.
+confirm or reschedule, the patient link and how to stop — never the treatment. The built-in
+wording is in the translation catalogs, like every word a patient reads; dates are spelled by
+`patient_text`.
 """
 
 import string
@@ -11,10 +12,14 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
 from sessions.models import Session
 from sessions.validators import clinical_words_in
 
 from .models import Channel, MessageTemplate, Purpose
+from .patient_text import in_language, short_date_text, short_time_text
 
 SMS_LIMIT = 160
 
@@ -26,84 +31,47 @@ _GSM_BASIC = set(
 )
 _GSM_EXTENDED = set("^{}\\[~]|€\f")
 
+# The longest date and time a text may carry (for the one-segment check): Wednesday 30 September, 12:45.
+_LONGEST_MOMENT = datetime(2026, 9, 30, 12, 45)
+
 PLACEHOLDERS = {"clinic", "date", "time", "link", "phone", "number", "count", "address", "visit", "schedule"}
 
-_DAYS = {
-    "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
-    "es": ["lun", "mar", "mié", "jue", "vie", "sáb", "dom"],
-}
-_MONTHS = {
-    "en": ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
-    "es": ["ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sep", "oct", "nov", "dic"],
-}
-
+# The built-in wording: English here, other languages in the translation catalogs.
 _SMS = {
-    ("booked", "en"): "{clinic}: visit booked {date} {time}. Reply C to confirm, R to reschedule. {link} STOP to end",
-    ("booked", "es"): "{clinic}: cita reservada {date} {time}. Responda C para confirmar, R para cambiar. {link} "
-    "STOP para salir",
-    ("reminder", "en"): "{clinic}: visit {date} {time}. Reply C to confirm, R to reschedule. {link} STOP to end",
-    (
-        "reminder",
-        "es",
-    ): "{clinic}: cita {date} {time}. Responda C para confirmar, R para cambiar. {link} STOP para salir",
-    (
-        "moved",
-        "en",
-    ): "{clinic}: your visit is now {date} {time}. Reply C to confirm, R to reschedule. {link} STOP to end",
-    ("moved", "es"): "{clinic}: su cita es ahora {date} {time}. Responda C para confirmar, R para cambiar. {link} "
-    "STOP para salir",
-    ("cancelled", "en"): "{clinic}: visit {date} {time} cancelled. Info: {link} or {phone}. STOP to end",
-    ("cancelled", "es"): "{clinic}: cita {date} {time} cancelada. Info: {link} o {phone}. STOP para salir",
-    ("cancel_all", "en"): "{clinic}: visits from {date} {time} cancelled. {link} or {phone}. STOP to end",
-    ("cancel_all", "es"): "{clinic}: citas desde {date} {time} canceladas. {link} o {phone}. STOP para salir",
-    ("reflowed", "en"): "{clinic}: new times for your visits, next {date} {time}. All: {link} STOP to end",
-    ("reflowed", "es"): "{clinic}: nuevos horarios de sus citas, la próxima {date} {time}. {link} STOP para salir",
-    ("link", "en"): "{clinic}: your visit {date} {time}. Reply C to confirm, R to reschedule. {link} STOP to end",
-    ("link", "es"): "{clinic}: su cita {date} {time}. Responda C para confirmar, R para cambiar. {link} "
-    "STOP para salir",
+    "booked": _("{clinic}: visit booked {date} {time}. Reply C to confirm, R to reschedule. {link} STOP to end"),
+    "reminder": _("{clinic}: visit {date} {time}. Reply C to confirm, R to reschedule. {link} STOP to end"),
+    "moved": _("{clinic}: your visit is now {date} {time}. Reply C to confirm, R to reschedule. {link} STOP to end"),
+    "cancelled": _("{clinic}: visit {date} {time} cancelled. Info: {link} or {phone}. STOP to end"),
+    "cancel_all": _("{clinic}: visits from {date} {time} cancelled. {link} or {phone}. STOP to end"),
+    "reflowed": _("{clinic}: new times for your visits, next {date} {time}. All: {link} STOP to end"),
+    "link": _("{clinic}: your visit {date} {time}. Reply C to confirm, R to reschedule. {link} STOP to end"),
 }
+# Last resort when a clinic's long name or address leaves no room: still one segment, still says
+# how to confirm (or that the visit is off) and how to stop.
+COMPACT_SMS = _("{clinic}: {date} {time}. C=confirm R=reschedule {link} STOP=end")
+COMPACT_CANCELLED_SMS = _("{clinic}: {date} {time} cancelled. {link} STOP=end")
 
 _EMAIL_SUBJECT = {
-    ("booked", "en"): "Your visits at {clinic} are booked",
-    ("booked", "es"): "Sus citas en {clinic} están reservadas",
-    ("reminder", "en"): "Your visit at {clinic} on {date}",
-    ("reminder", "es"): "Su cita en {clinic} el {date}",
-    ("moved", "en"): "Your visit at {clinic} has moved to {date}",
-    ("moved", "es"): "Su cita en {clinic} cambió al {date}",
-    ("cancelled", "en"): "Your visit at {clinic} on {date} is cancelled",
-    ("cancelled", "es"): "Su cita en {clinic} del {date} fue cancelada",
-    ("cancel_all", "en"): "Your visits at {clinic} are cancelled",
-    ("cancel_all", "es"): "Sus citas en {clinic} fueron canceladas",
-    ("reflowed", "en"): "New times for your visits at {clinic}",
-    ("reflowed", "es"): "Nuevos horarios de sus citas en {clinic}",
-    ("link", "en"): "Your link for your visit at {clinic} on {date}",
-    ("link", "es"): "Su enlace para su cita en {clinic} el {date}",
+    "booked": _("Your visits at {clinic} are booked"),
+    "reminder": _("Your visit at {clinic} on {date}"),
+    "moved": _("Your visit at {clinic} has moved to {date}"),
+    "cancelled": _("Your visit at {clinic} on {date} is cancelled"),
+    "cancel_all": _("Your visits at {clinic} are cancelled"),
+    "reflowed": _("New times for your visits at {clinic}"),
+    "link": _("Your link for your visit at {clinic} on {date}"),
 }
-
-_EMAIL_BODY = {
-    "en": "Hello,\n\n{intro}\n\nWhen: {date} at {time}\nWhere: {address}\nVisit {number} of {count}.\n\n"
-    "Confirm or reschedule: {link}\nQuestions: call us at {phone}.\n\n{clinic}",
-    "es": "Hola:\n\n{intro}\n\nCuándo: {date} a las {time}\nDónde: {address}\nCita {number} de {count}.\n\n"
-    "Confirmar o cambiar: {link}\nDudas: llámenos al {phone}.\n\n{clinic}",
-}
+_EMAIL_BODY = _(
+    "Hello,\n\n{intro}\n\nWhen: {date} at {time}\nWhere: {address}\nVisit {number} of {count}.\n\n"
+    "Confirm or reschedule: {link}\nQuestions: call us at {phone}.\n\n{clinic}"
+)
 _EMAIL_INTRO = {
-    ("booked", "en"): "Your visits are booked. Here is the first one.",
-    ("booked", "es"): "Sus citas están reservadas. Esta es la primera.",
-    ("reminder", "en"): "This is a reminder of your upcoming visit.",
-    ("reminder", "es"): "Le recordamos su próxima cita.",
-    ("moved", "en"): "Your visit has a new time.",
-    ("moved", "es"): "Su cita tiene un nuevo horario.",
-    ("cancelled", "en"): "Your visit has been cancelled. Call us to book a new time.",
-    ("cancelled", "es"): "Su cita fue cancelada. Llámenos para reservar otra.",
-    (
-        "cancel_all",
-        "en",
-    ): "Your remaining visits have been cancelled, starting with this one. Call us to book new times.",
-    ("cancel_all", "es"): "Sus citas pendientes fueron canceladas, desde esta. Llámenos para reservar otras.",
-    ("reflowed", "en"): "Your visits have new times:\n\n{schedule}\n\nThe next one:",
-    ("reflowed", "es"): "Sus citas tienen nuevos horarios:\n\n{schedule}\n\nLa próxima:",
-    ("link", "en"): "Here is the link to your visit again: confirm it, choose another time or cancel it there.",
-    ("link", "es"): "Aquí tiene de nuevo el enlace de su cita: allí puede confirmarla, elegir otra hora o cancelarla.",
+    "booked": _("Your visits are booked. Here is the first one."),
+    "reminder": _("This is a reminder of your upcoming visit."),
+    "moved": _("Your visit has a new time."),
+    "cancelled": _("Your visit has been cancelled. Call us to book a new time."),
+    "cancel_all": _("Your remaining visits have been cancelled, starting with this one. Call us to book new times."),
+    "reflowed": _("Your visits have new times:\n\n{schedule}\n\nThe next one:"),
+    "link": _("Here is the link to your visit again: confirm it, choose another time or cancel it there."),
 }
 
 
@@ -186,23 +154,24 @@ def _longest_values(template: MessageTemplate) -> dict[str, str]:
     clinic = template.clinic
     return {
         "clinic": clinic.sender_name,
-        "date": "Wed 30 Sep" if template.language == "en" else "mie 30 sep",
-        "time": "12:45pm" if template.language == "en" else "12:45",
+        "date": short_date_text(_LONGEST_MOMENT, template.language),
+        "time": short_time_text(_LONGEST_MOMENT, template.language),
         "link": f"{settings.PUBLIC_BASE_URL.rstrip('/')}/r/{'x' * 12}",
         "phone": clinic.phone,
         "address": clinic.address,
         "number": "12",
         "count": "12",
         "visit": "visit",
-        "schedule": "\n".join(f"Visit {n} of 12: Wed 30 Sep 12:45pm" for n in range(1, 13)),
+        "schedule": "\n".join(schedule_line(n, 12, _LONGEST_MOMENT, template.language) for n in range(1, 13)),
     }
 
 
 def default_wording(purpose: str, channel: str, language: str) -> Wording:
-    if channel == Channel.SMS:
-        return Wording("", _SMS[(purpose, language)])
-    intro = _EMAIL_INTRO[(purpose, language)]
-    return Wording(_EMAIL_SUBJECT[(purpose, language)], _EMAIL_BODY[language].replace("{intro}", intro))
+    with in_language(language):
+        if channel == Channel.SMS:
+            return Wording("", str(_SMS[purpose]))
+        body = str(_EMAIL_BODY).replace("{intro}", str(_EMAIL_INTRO[purpose]))
+        return Wording(str(_EMAIL_SUBJECT[purpose]), body)
 
 
 def wording_for(session: Session, purpose: str, channel: str, language: str) -> Wording:
@@ -212,22 +181,11 @@ def wording_for(session: Session, purpose: str, channel: str, language: str) -> 
     return Wording(own.subject, own.body) if own else default_wording(purpose, channel, language)
 
 
-def local_date_text(moment: datetime, language: str) -> str:
-    return f"{_DAYS[language][moment.weekday()]} {moment.day} {_MONTHS[language][moment.month - 1]}"
-
-
 def schedule_line(number: int, count: int, moment: datetime, language: str) -> str:
     """One visit of a series' schedule, as an email lists them: "Visit 3 of 6: Thu 8 Jan 10:00am"."""
-    label = "Visit {n} of {c}" if language == "en" else "Cita {n} de {c}"
-    when = f"{local_date_text(moment, language)} {local_time_text(moment, language)}"
-    return f"{label.format(n=number, c=count)}: {when}"
-
-
-def local_time_text(moment: datetime, language: str) -> str:
-    if language == "en":
-        hour = moment.hour % 12 or 12
-        return f"{hour}:{moment.minute:02d}{'am' if moment.hour < 12 else 'pm'}"
-    return f"{moment.hour}:{moment.minute:02d}"
+    when = f"{short_date_text(moment, language)} {short_time_text(moment, language)}"
+    with in_language(language):
+        return f"{gettext('Visit {number} of {count}').format(number=number, count=count)}: {when}"
 
 
 def fill(text: str, values: dict[str, str]) -> str:
