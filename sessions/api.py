@@ -135,7 +135,7 @@ class SeriesViewSet(ClinicScoped, mixins.ListModelMixin, mixins.RetrieveModelMix
         form.is_valid(raise_exception=True)
         booking = {
             key: form.validated_data.get(key)
-            for key in ("patient", "protocol", "chair", "first_start", "starts", "override_reason")
+            for key in ("patient", "protocol", "chair", "first_start", "starts", "override_reason", "weekdays")
         }
         if _previewing(request):
             plan = services.series_plan(**booking)

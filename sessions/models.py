@@ -6,18 +6,22 @@ constraints (migration 0002) so that no code path can double-book a chair or a p
 """
 
 from collections.abc import Collection
-from datetime import datetime, time
+from datetime import date, datetime, time
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
+from django.utils import timezone
 
+from .clock import local_date
 from .validators import (
     phone_in_region,
     phone_region,
+    validate_date_of_birth,
     validate_e164,
     validate_neutral,
     validate_single_line,
@@ -92,6 +96,20 @@ class Clinic(models.Model):
         default=False,
         help_text="Patients moving a visit on their link may re-space the later visits of the series with it.",
     )
+    mrn_prefix = models.CharField(
+        "MRN prefix",
+        max_length=20,
+        blank=True,
+        validators=[validate_single_line],
+        help_text="Put before the number of a patient registered without an MRN, e.g. 'PHX-'.",
+    )
+    next_mrn = models.PositiveIntegerField(
+        "next MRN number",
+        default=1,
+        # Ten digits at most: with the prefix, an MRN still fits Patient.external_id.
+        validators=[MaxValueValidator(999_999_999)],
+        help_text="The next patient registered without an MRN gets this number; numbers given by hand are skipped.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -121,6 +139,15 @@ class Clinic(models.Model):
 
     def local(self, moment: datetime) -> datetime:
         return moment.astimezone(self.zone)
+
+    def mrn_take(self) -> str:
+        """The clinic's next MRN, as "{prefix}{number:06d}". Call it inside a transaction: the
+        UPDATE's lock on the clinic's row (the first level of the lock order, sessions/locking.py)
+        is held until it ends, so concurrent registrations take numbers in turn, and a rollback
+        gives the number back."""
+        Clinic.objects.filter(pk=self.pk).update(next_mrn=F("next_mrn") + 1)
+        taken, prefix = Clinic.objects.filter(pk=self.pk).values_list("next_mrn", "mrn_prefix").get()
+        return f"{prefix}{taken - 1:06d}"
 
 
 class OpeningHours(models.Model):
@@ -254,15 +281,28 @@ class Protocol(StaysInItsClinic):
         return self.preparation_instructions
 
 
+MRN_UNIQUE = "patient_mrn_unique_in_clinic"
+
+
 class Patient(StaysInItsClinic):
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="patients")
     first_name = models.CharField(max_length=80, validators=[validate_single_line])
     last_name = models.CharField(max_length=80, validators=[validate_single_line])
-    external_id = models.CharField("MRN", max_length=40, validators=[validate_single_line])
+    external_id = models.CharField(
+        "MRN",
+        max_length=40,
+        blank=True,
+        validators=[validate_single_line],
+        help_text="Leave empty to number it automatically.",
+    )
+    date_of_birth = models.DateField(null=True, blank=True, validators=[validate_date_of_birth])
     phone = models.CharField(max_length=16, blank=True, validators=[validate_e164])
     email = models.EmailField(blank=True)
     time_zone = models.CharField(
-        max_length=64, blank=True, validators=[validate_time_zone], help_text="Empty: the clinic's zone."
+        max_length=64,
+        blank=True,
+        validators=[validate_time_zone],
+        help_text="An IANA zone such as America/Phoenix; empty: the clinic's.",
     )
     language = models.CharField(max_length=2, choices=Language.choices, default=Language.ENGLISH)
     sms_enabled = models.BooleanField(default=True)
@@ -279,15 +319,53 @@ class Patient(StaysInItsClinic):
 
     class Meta:
         ordering = ["last_name", "first_name"]
-        constraints = [models.UniqueConstraint(fields=["clinic", "external_id"], name="patient_mrn_unique_in_clinic")]
+        constraints = [models.UniqueConstraint(fields=["clinic", "external_id"], name=MRN_UNIQUE)]
         indexes = [models.Index(fields=["phone"], name="patient_phone_idx")]
 
     def __str__(self) -> str:
         return f"{self.first_name} {self.last_name}"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # An MRN left empty (the staff form, the admin and the API all save here) is the clinic's
+        # next number that no patient of the clinic holds yet.
+        if self.external_id:
+            super().save(*args, **kwargs)
+            return
+        try:
+            with transaction.atomic():
+                self._save_numbered(*args, **kwargs)
+        except Exception:
+            # Nothing was saved: the number goes back to the clinic, and the MRN stays empty.
+            self.external_id = ""
+            raise
+
+    def _save_numbered(self, *args: Any, **kwargs: Any) -> None:
+        while True:
+            self.external_id = self.clinic.mrn_take()
+            if Patient.objects.filter(clinic_id=self.clinic_id, external_id=self.external_id).exists():
+                continue  # typed by hand before the counter reached it
+            try:
+                with transaction.atomic():
+                    super().save(*args, **kwargs)
+                return
+            except IntegrityError as error:
+                # Typed by hand in a registration not yet committed when we looked.
+                if getattr(getattr(error.__cause__, "diag", None), "constraint_name", None) != MRN_UNIQUE:
+                    raise
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone) if self.time_zone else self.clinic.zone
+
+    @property
+    def age(self) -> int | None:
+        """Whole years on the clinic's today; 0 for a birth dated its tomorrow, which
+        validate_date_of_birth allows where that day has begun."""
+        born: date | None = self.date_of_birth
+        if born is None:
+            return None
+        today = local_date(timezone.now(), self.clinic.zone)
+        return max(0, today.year - born.year - ((today.month, today.day) < (born.month, born.day)))
 
     def clean_fields(self, exclude: Collection[str] | None = None) -> None:
         # A phone as staff type it, read in the clinic's country, is stored in E.164 before the

@@ -323,13 +323,16 @@ class PatientSerializer(ClinicScopedModelSerializer):
     class Meta:
         model = Patient
         fields = [
-            "id", "clinic", "first_name", "last_name", "external_id", "phone", "email", "time_zone", "language",
-            "sms_enabled", "email_enabled", "sms_consent_at", "sms_consent_source", "sms_opted_out_at",
+            "id", "clinic", "first_name", "last_name", "external_id", "date_of_birth", "phone", "email", "time_zone",
+            "language", "sms_enabled", "email_enabled", "sms_consent_at", "sms_consent_source", "sms_opted_out_at",
         ]  # fmt: skip
         read_only_fields = ["sms_opted_out_at"]
 
     def validate(self, attrs: dict) -> dict:
         attrs = super().validate(attrs)
+        if self.instance is not None and "external_id" not in self.initial_data:
+            # A PUT without the MRN keeps it: the empty default numbers a new patient only.
+            attrs.pop("external_id", None)
         if attrs.get("phone"):
             clinic = attrs.get("clinic") or getattr(self.instance, "clinic", None)
             phone = phone_in_region(attrs["phone"], clinic.region if clinic else None)
@@ -407,6 +410,10 @@ class SeriesSerializer(serializers.ModelSerializer):
         return SeriesGapSerializer(gaps.get(series.pk, []), many=True).data
 
 
+# The days of the week as the API names them, Monday first (Python's weekday numbers).
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
 class SeriesBookSerializer(serializers.Serializer):
     patient = ClinicScopedField(queryset=Patient.objects.all())
     protocol = ClinicScopedField(queryset=Protocol.objects.select_related("clinic"))
@@ -419,6 +426,16 @@ class SeriesBookSerializer(serializers.Serializer):
         max_length=300, required=False, allow_blank=True, default="", validators=[validate_single_line],
         help_text="Why the patient needs a second active series of this protocol (rule 10); kept in the audit trail.",
     )  # fmt: skip
+    weekdays = serializers.ListField(
+        child=serializers.ChoiceField(choices=WEEKDAYS),
+        required=False,
+        max_length=7,
+        help_text='With first_start: place the sessions only on these days, e.g. ["mon", "wed", "fri"]; '
+        "the first start's day must be one of them.",
+    )
+
+    def validate_weekdays(self, value: list[str]) -> list[int]:
+        return sorted({WEEKDAYS.index(day) for day in value})
 
     def validate(self, attrs: dict) -> dict:
         protocol: Protocol = attrs["protocol"]

@@ -8,10 +8,10 @@ session locks its patient first. PostgreSQL's exclusion constraints stand behind
 regardless.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -25,6 +25,9 @@ from .clock import LocalTimeError, local_date, to_utc, wall_clock
 from .locking import lock_clinic_and_patient, lock_patients
 from .models import AuditEvent, Chair, Clinic, Patient, PatientNote, Protocol, Series, Session, SessionMove
 from .selectors import self_service_earliest, session_neighbours
+
+# A series may take any day of the week unless the scheduler names some (e.g. Mon/Wed/Fri).
+ALL_WEEKDAYS = frozenset(range(7))
 
 # A constraint's name → the conflict the checks would have given (code, detail, session number).
 _CONSTRAINT_CONFLICTS: dict[str, tuple[str, str, int | None]] = {
@@ -60,17 +63,21 @@ def series_plan(
     first_start: datetime | None = None,
     chair: Chair | None = None,
     override_reason: str = "",
+    weekdays: Collection[int] | None = None,
     now: datetime | None = None,
 ) -> list[PlannedSession]:
     """Where each session of a series would go and the rule it would break; writes nothing.
 
     Either `starts` gives every start, or `first_start` anchors auto-placement: each next session
     takes the earliest day its gap allows, at the first session's time of day and chair if free,
-    else another chair, else the nearest other time that day (rule 7). Another active series of
-    the same protocol refuses the first session unless staff give a reason (rule 10).
+    else another chair, else the nearest other time that day (rule 7); with `weekdays` (0 Monday
+    … 6 Sunday, the first start's among them) only on those days, e.g. Mon/Wed/Fri. Another active
+    series of the same protocol refuses the first session unless staff give a reason (rule 10).
     """
     clinic = protocol.clinic
-    _check_request(patient=patient, protocol=protocol, starts=starts, first_start=first_start, chair=chair)
+    _check_request(
+        patient=patient, protocol=protocol, starts=starts, first_start=first_start, chair=chair, weekdays=weekdays
+    )
     overridden = bool(override_reason.strip())
     calendar = ClinicCalendar(
         clinic, patient_id=patient.pk, now=now or timezone.now(), min_gap_days=protocol.min_gap_days,
@@ -83,7 +90,8 @@ def series_plan(
     else:
         assert first_start is not None
         utc_first = _utc(first_start, clinic, field="first_start", now=calendar.now)
-        plan = _plan_auto(calendar, protocol, utc_first, chair, length)
+        days = _weekdays_allowed(weekdays, local_date(utc_first, calendar.zone))
+        plan = _plan_auto(calendar, protocol, utc_first, chair, length, days)
     if not overridden and plan[0].conflict is None:
         # The calendar read the patient's active series of the protocol with their visits.
         duplicate = _duplicate_conflict(protocol, calendar.active_series_booked_at())
@@ -99,10 +107,11 @@ ALTERNATIVE_TRIES = 16
 
 def series_plan_alternatives(
     *, patient: Patient, protocol: Protocol, first_start: datetime, chair: Chair | None = None, limit: int = 3,
-    now: datetime | None = None,
+    weekdays: Collection[int] | None = None, now: datetime | None = None,
 ) -> list[datetime]:  # fmt: skip
-    """First starts near `first_start` (that day and the next week, nearest first) from which the
-    whole series fits every rule: what to offer when the one asked for does not."""
+    """First starts near `first_start` (that day and the next week, nearest first, on `weekdays`
+    where given) from which the whole series fits every rule: what to offer when the one asked
+    for does not."""
     clinic = protocol.clinic
     now = now or timezone.now()
     wanted = _utc(first_start, clinic, field="first_start", now=now)
@@ -113,6 +122,7 @@ def series_plan_alternatives(
         (
             slot.starts_at
             for offset in range(8)
+            if not weekdays or (day + timedelta(days=offset)).weekday() in weekdays
             for slot in calendar.free_slots(day + timedelta(days=offset), length, chair.pk if chair else None,
                                             since=now)
             if slot.starts_at != wanted
@@ -121,7 +131,9 @@ def series_plan_alternatives(
     )  # fmt: skip
     found: list[datetime] = []
     for start in candidates[:ALTERNATIVE_TRIES]:
-        plan = series_plan(patient=patient, protocol=protocol, first_start=start, chair=chair, now=now)
+        plan = series_plan(
+            patient=patient, protocol=protocol, first_start=start, chair=chair, weekdays=weekdays, now=now
+        )
         if all(p.conflict is None for p in plan) and len(plan) == protocol.session_count:
             found.append(start)
             if len(found) == limit:
@@ -159,6 +171,7 @@ def series_book(
     first_start: datetime | None = None,
     chair: Chair | None = None,
     override_reason: str = "",
+    weekdays: Collection[int] | None = None,
     actor=None,
     via: str = Session.Channel.STAFF,
     now: datetime | None = None,
@@ -173,7 +186,7 @@ def series_book(
         lock_clinic_and_patient(clinic_id=protocol.clinic_id, patient_id=patient.pk)
         plan = series_plan(
             patient=patient, protocol=protocol, starts=starts, first_start=first_start, chair=chair,
-            override_reason=override_reason, now=now,
+            override_reason=override_reason, weekdays=weekdays, now=now,
         )  # fmt: skip
         for planned in plan:
             if planned.conflict is not None:
@@ -722,7 +735,12 @@ def _plan_explicit(
 
 
 def _plan_auto(
-    calendar: ClinicCalendar, protocol: Protocol, first_start: datetime, chair: Chair | None, length: timedelta
+    calendar: ClinicCalendar,
+    protocol: Protocol,
+    first_start: datetime,
+    chair: Chair | None,
+    length: timedelta,
+    weekdays: frozenset[int] = ALL_WEEKDAYS,
 ) -> list[PlannedSession]:
     # The series most often takes the earliest day each gap allows: load those days in one query.
     first_day = local_date(first_start, calendar.zone)
@@ -734,7 +752,7 @@ def _plan_auto(
     plan = [PlannedSession(1, slot, None)]
     time_of_day = first_start.astimezone(calendar.zone).time()
     for number in range(2, protocol.session_count + 1):
-        placed = _place_next(calendar, protocol, plan[-1].slot, time_of_day, slot.chair_id, length, number)
+        placed = _place_next(calendar, protocol, plan[-1].slot, time_of_day, slot.chair_id, length, number, weekdays)
         if isinstance(placed, BookingConflict):
             plan.append(PlannedSession(number, None, placed))
             break
@@ -765,10 +783,20 @@ def _place_next(
     chair_id: int,
     length: timedelta,
     number: int,
+    weekdays: frozenset[int] = ALL_WEEKDAYS,
 ) -> Slot | BookingConflict:
     assert previous is not None
     first_day = local_date(previous.starts_at, calendar.zone)
-    days = [first_day + timedelta(days=gap) for gap in range(protocol.min_gap_days, protocol.max_gap_days + 1)]
+    gap_days = [first_day + timedelta(days=gap) for gap in range(protocol.min_gap_days, protocol.max_gap_days + 1)]
+    days = [day for day in gap_days if day.weekday() in weekdays]
+    if not days:
+        return BookingConflict(
+            "no_valid_slot",
+            f"Session {number} cannot be placed: no {_weekday_names(weekdays)} falls between "
+            f"{gap_days[0]:%a %d %b} and {gap_days[-1]:%a %d %b} (the protocol's gap of "
+            f"{protocol.min_gap_days}–{protocol.max_gap_days} days).",
+            session_number=number,
+        )
     # Days past the first are read only when the earlier ones are full (ClinicCalendar loads lazily).
     refusals = []
     for day in days:
@@ -781,6 +809,8 @@ def _place_next(
             if starts_at == usual:
                 refusals.append(f"{day:%a %d %b}: {found.detail}")
     window = f"{days[0]:%a %d %b}" if len(days) == 1 else f"{days[0]:%a %d %b} and {days[-1]:%a %d %b}"
+    if weekdays != ALL_WEEKDAYS:
+        window += f" on {_weekday_names(weekdays)}"
     return BookingConflict(
         "no_valid_slot",
         f"Session {number} cannot be placed between {window} (the protocol's gap of "
@@ -796,9 +826,16 @@ def _check_request(
     starts: Sequence[datetime] | None,
     first_start: datetime | None,
     chair: Chair | None,
+    weekdays: Collection[int] | None = None,
 ) -> None:
     if (starts is None) == (first_start is None):
         raise ValidationError({"starts": "Give either every start (starts) or a first start (first_start), not both."})
+    if weekdays and starts is not None:
+        raise ValidationError(
+            {"weekdays": "Weekdays place the sessions after a first start; with every start given, leave them out."}
+        )
+    if weekdays is not None and not set(weekdays) <= ALL_WEEKDAYS:
+        raise ValidationError({"weekdays": "Weekdays are 0 (Monday) to 6 (Sunday)."})
     if starts is not None and len(starts) != protocol.session_count:
         raise ValidationError(
             {"starts": f"{protocol.name} has {protocol.session_count} sessions; {len(starts)} starts were given."}
@@ -807,6 +844,26 @@ def _check_request(
         raise ValidationError({"protocol": "This protocol is no longer offered."})
     if chair is not None and chair.clinic_id != protocol.clinic_id:
         raise ValidationError({"chair": "That chair belongs to another clinic."})
+
+
+_WEEKDAY_NAMES = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+
+
+def _weekday_names(weekdays: Collection[int]) -> str:
+    return "/".join(_WEEKDAY_NAMES[day] for day in sorted(weekdays))
+
+
+def _weekdays_allowed(weekdays: Collection[int] | None, first_day: date) -> frozenset[int]:
+    """The days a series may use: every day, or the ones asked for, the first session's among them."""
+    if not weekdays:
+        return ALL_WEEKDAYS
+    allowed = frozenset(weekdays)
+    if first_day.weekday() not in allowed:
+        days = _weekday_names(allowed)
+        raise ValidationError(
+            {"weekdays": f"The first session is on a {first_day:%A}: start on {days}, or add {first_day:%a}."}
+        )
+    return allowed
 
 
 def _utc(value: datetime, clinic: Clinic, *, field: str, now: datetime) -> datetime:

@@ -1,8 +1,10 @@
 import unicodedata
+from datetime import date, timedelta
 from zoneinfo import available_timezones
 
 import phonenumbers
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 _E164_HINT = "Enter a phone number, e.g. (520) 555-0123, or +44 20 7946 0958 for another country."
 
@@ -10,6 +12,30 @@ _E164_HINT = "Enter a phone number, e.g. (520) 555-0123, or +44 20 7946 0958 for
 def validate_time_zone(value: str) -> None:
     if value not in available_timezones():
         raise ValidationError(f"{value!r} is not an IANA time zone such as America/Phoenix.")
+
+
+OLDEST_AGE_YEARS = 120
+
+
+def validate_date_of_birth(value: date) -> None:
+    """Not in the future, not more than OLDEST_AGE_YEARS ago. "Today" is the date where it is
+    latest (UTC+14): a date of birth is possible once it has begun somewhere, whatever the zone
+    of the server or of the clinic that types it."""
+    today = (timezone.now() + timedelta(hours=14)).date()
+    if value > today:
+        raise ValidationError("Date of birth cannot be in the future.", code="future")
+    if value < years_before(today, OLDEST_AGE_YEARS):
+        raise ValidationError(
+            f"Date of birth is more than {OLDEST_AGE_YEARS} years ago: check the year.", code="too_old"
+        )
+
+
+def years_before(day: date, years: int) -> date:
+    """The same day `years` earlier; 29 February falls back to the 28th in a year without one."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:
+        return day.replace(year=day.year - years, day=28)
 
 
 # Control characters (CR, LF, NUL, tab, ...) and Unicode's line and paragraph separators.

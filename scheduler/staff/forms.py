@@ -80,12 +80,13 @@ class PatientForm(forms.ModelForm):
     class Meta:
         model = Patient
         fields = [
-            "clinic", "first_name", "last_name", "external_id", "phone", "email", "language", "sms_consent",
-            "sms_consent_source",
+            "clinic", "first_name", "last_name", "external_id", "date_of_birth", "phone", "email", "language",
+            "time_zone", "sms_consent", "sms_consent_source",
         ]  # fmt: skip
         labels = {"sms_consent_source": "How consent was given"}
         help_texts = {"sms_consent_source": "Needed when the patient agreed to reminders by text."}
         widgets = {
+            "date_of_birth": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
             "phone": forms.TextInput(attrs={"placeholder": "(602) 555-0123"}),
             "sms_consent_source": forms.TextInput(attrs={"placeholder": "e.g. intake form"}),
         }
@@ -130,7 +131,6 @@ class ContactForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         _phone_as_typed(self.fields["phone"])
-        self.fields["time_zone"].help_text = "An IANA zone such as America/Phoenix; empty: the clinic's."
 
 
 class SeriesCancelForm(forms.Form):
@@ -154,6 +154,18 @@ class SeriesForm(forms.Form):
         help_text="Why this patient needs a second active series of this protocol; kept in the audit trail.",
     )
 
+    weekdays = forms.TypedMultipleChoiceField(
+        label="Only on",
+        choices=list(enumerate(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"])),
+        coerce=int,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="E.g. Mon, Wed and Fri; none ticked: any day the gaps allow.",
+    )
+    # "times" once the scheduler has edited the preview's days and times: the series is then
+    # planned (and booked) at exactly those, one `start` per session, instead of placed for them.
+    mode = forms.CharField(max_length=10, required=False, widget=forms.HiddenInput)
+
     def __init__(self, *args, clinic: Clinic, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.clinic = clinic
@@ -162,6 +174,31 @@ class SeriesForm(forms.Form):
 
     def clean_first_start(self) -> datetime:
         return clinic_instant(self.cleaned_data["first_start"], self.clinic)
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        action = self.data.get("action", "")
+        retimed = action == "retime" or (action == "book" and cleaned.get("mode") == "times")
+        cleaned["mode"] = "times" if retimed else ""
+        if retimed and cleaned.get("protocol") is not None:
+            cleaned["starts"] = self._edited_starts(cleaned["protocol"])
+        return cleaned
+
+    def _edited_starts(self, protocol: Protocol) -> list[datetime]:
+        """One start per session as the preview's inputs hold them, each checked like first_start;
+        what is wrong is said per session."""
+        values = self.data.getlist("start") if hasattr(self.data, "getlist") else []
+        values = values[: protocol.session_count] + [""] * (protocol.session_count - len(values))
+        starts, field = [], WallClockField(required=False)
+        for number, value in enumerate(values, start=1):
+            try:
+                typed = field.clean(value)
+                if typed is None:
+                    raise forms.ValidationError("give a day and time, or press Preview to place it for you.")
+                starts.append(clinic_instant(typed, self.clinic))
+            except forms.ValidationError as exc:
+                self.add_error(None, f"Session {number}: {' '.join(exc.messages)}")
+        return starts
 
     def clean_override_reason(self) -> str:
         return " ".join(self.cleaned_data["override_reason"].split())

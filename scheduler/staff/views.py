@@ -66,14 +66,20 @@ def _render(request: HttpRequest, template: str, context: dict, *, section: str 
 
 
 @contextmanager
-def _refusals_shown(request: HttpRequest, prefix: str) -> Iterator[None]:
-    """A booking rule's refusal, or input the service rejects, becomes a message for the user."""
+def _refusals_shown(request: HttpRequest, prefix: str, form: django_forms.Form | None = None) -> Iterator[None]:
+    """A booking rule's refusal, or input the service rejects, becomes a message for the user;
+    input refused by a field of `form` is shown at that field."""
     try:
         yield
     except BookingConflict as conflict:
         _refusal_shown(request, prefix, conflict)
     except ValidationError as error:
-        messages.error(request, f"{prefix}: {' '.join(error.messages)}")
+        fields = getattr(error, "error_dict", {})
+        if form is not None and fields and set(fields) <= set(form.fields):
+            for field, errors in fields.items():
+                form.add_error(field, errors)
+        else:
+            messages.error(request, f"{prefix}: {' '.join(error.messages)}")
 
 
 def _refusal_shown(request: HttpRequest, prefix: str, conflict: BookingConflict) -> None:
@@ -526,7 +532,7 @@ def book(request: HttpRequest) -> HttpResponse:
             raise PermissionDenied
         if new_patient.is_valid():
             created = new_patient.save()
-            messages.success(request, f"{created} registered. Now book their series.")
+            messages.success(request, f"{created} registered, MRN {created.external_id}. Now book their series.")
             return redirect("staff:book-series", patient_id=created.pk)
     context = {
         "search": search,
@@ -547,23 +553,26 @@ def book_series(request: HttpRequest, patient_id: int) -> HttpResponse:
         booking = {
             "patient": patient,
             "protocol": form.cleaned_data["protocol"],
-            "first_start": form.cleaned_data["first_start"],
             "chair": form.cleaned_data["chair"],
             "override_reason": form.cleaned_data["override_reason"],
         }
+        if form.cleaned_data["mode"] == "times":
+            booking["starts"] = form.cleaned_data["starts"]
+        else:
+            booking.update(first_start=form.cleaned_data["first_start"], weekdays=form.cleaned_data["weekdays"])
         if request.POST.get("action") == "book":
             series = _book_as_previewed(request, booking, form.cleaned_data["plan"])
             if series is not None:
                 first = patient.clinic.local(series.sessions.order_by("number").first().starts_at)
                 messages.success(request, f"Booked {series.protocol} for {patient} from {first:%a %d %b %H:%M}.")
                 return redirect("staff:patient", patient_id=patient.pk)
-        with _refusals_shown(request, "No preview"):
+        with _refusals_shown(request, "No preview", form):
             plan = _preview(booking, services.series_plan(**booking))
-            if not plan["bookable"] and not plan["duplicate"]:
+            if not plan["bookable"] and not plan["duplicate"] and "first_start" in booking:
                 # The nearest first starts from which the whole series fits: one click to preview each.
                 starts = services.series_plan_alternatives(
                     patient=patient, protocol=booking["protocol"], first_start=booking["first_start"],
-                    chair=booking["chair"],
+                    chair=booking["chair"], weekdays=booking["weekdays"],
                 )  # fmt: skip
                 plan["alternatives"] = [patient.clinic.local(start) for start in starts]
     return _render(request, "staff/book_series.html", {"patient": patient, "form": form, "plan": plan}, section="book")
@@ -609,7 +618,7 @@ def _preview(booking: dict, planned: list[services.PlannedSession]) -> dict:
     signature = forms.plan_signature([(p.number, p.slot.chair_id, p.slot.starts_at) for p in planned if p.slot])
     return {
         "rows": rows, "unplaced": unplaced, "bookable": bookable, "protocol": protocol, "duplicate": duplicate,
-        "signature": signature if bookable else "",
+        "signature": signature if bookable else "", "mode": "times" if "starts" in booking else "",
     }  # fmt: skip
 
 

@@ -46,6 +46,9 @@ def series_body(clinic, patient, changes=None):
         ({"first_start": soon()}, "first_start"),  # both forms at once
         ({"chair": "one"}, "chair"),
         ({"starts": [soon(), soon(11)]}, "starts"),  # a booster has one session
+        ({"weekdays": ["mon", "someday"]}, "weekdays"),
+        ({"weekdays": "mon"}, "weekdays"),
+        ({"weekdays": ["mon"]}, "weekdays"),  # weekdays place sessions after a first start, not given starts
     ],
 )
 def test_bad_series_input_names_the_field(scheduler_api, clinic, patient, changes, field):
