@@ -10,11 +10,12 @@ from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .calendar import BookingConflict
+from .selectors import conflict_explained
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, BookingConflict):
-        return Response(exc.as_dict(), status=status.HTTP_409_CONFLICT)
+        return Response({**exc.as_dict(), "detail": conflict_explained(exc)}, status=status.HTTP_409_CONFLICT)
     if isinstance(exc, DjangoValidationError):
         exc = ValidationError(detail=as_serializer_error(exc))
     return drf_exception_handler(exc, context)

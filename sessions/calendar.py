@@ -56,16 +56,22 @@ RULES: dict[str, tuple[int, str]] = {
 class BookingConflict(Exception):
     """A booking rule refuses the change. `code` is machine-readable, `rule` the spec's number."""
 
-    def __init__(self, code: str, detail: str, *, session_number: int | None = None) -> None:
+    def __init__(
+        self, code: str, detail: str, *, session_number: int | None = None, slot: "Slot | None" = None
+    ) -> None:
         self.code = code
         self.rule, self.rule_text = RULES[code]
         self.detail = detail
         self.session_number = session_number
+        # The chair time refused (turnover included), where another booking holds it: staff pages
+        # and the API name that booking (selectors.conflict_holder), a query only a refusal
+        # shown to a person pays for.
+        self.slot = slot
         super().__init__(detail)
 
     def for_session(self, number: int) -> "BookingConflict":
         prefix = "" if self.detail.startswith("Session ") else f"Session {number}: "
-        return BookingConflict(self.code, prefix + self.detail, session_number=number)
+        return BookingConflict(self.code, prefix + self.detail, session_number=number, slot=self.slot)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -428,6 +434,7 @@ class ClinicCalendar:
                 f"{name} is taken at {self._show(slot.starts_at)}: a session there holds it until "
                 f"{self._show(self._chair_held_until(day, slot), time_only=True)}, "
                 f"{self.clinic.turnover_buffer_minutes}-minute turnover included.",
+                slot=Slot(slot.chair_id, slot.starts_at, slot.ends_at + self.buffer),
             )
         return None
 

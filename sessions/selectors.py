@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from .calendar import ClinicCalendar, Slot, series_gap_conflict
+from .calendar import BookingConflict, ClinicCalendar, Slot, series_gap_conflict
 from .clock import dates_between, day_bounds, local_date, wall_clock
 from .models import Clinic, Series, Session
 
@@ -79,6 +79,40 @@ def session_slots(
         found = calendar.free_slots(day, length, session.chair_id, since=earliest)
         slots.extend(slot for slot in found if slot.starts_at != session.starts_at)
     return slots
+
+
+def conflict_holder(*, conflict: BookingConflict) -> Session | None:
+    """The booked session that holds the chair a refused slot asked for (the first, where
+    several do); None for any other refusal, or where it is a session of the plan itself."""
+    slot = conflict.slot
+    if conflict.code != "chair_overlap" or slot is None:
+        return None
+    return (
+        Session.objects.filter(
+            chair_id=slot.chair_id,
+            status__in=Session.HOLDING,
+            starts_at__lt=slot.ends_at,
+            chair_free_at__gt=slot.starts_at,
+        )
+        .select_related("patient", "series__protocol", "clinic")
+        .order_by("starts_at")
+        .first()
+    )
+
+
+def conflict_explained(conflict: BookingConflict) -> str:
+    """The refusal's detail, with whose session holds the chair where one does: "… held by
+    Jordan Reyes's Booster (1 of 1), 09:00–11:00"."""
+    holder = conflict_holder(conflict=conflict)
+    if holder is None:
+        return conflict.detail
+    zone = holder.clinic.zone
+    when = f"{holder.starts_at.astimezone(zone):%H:%M}–{holder.ends_at.astimezone(zone):%H:%M}"
+    protocol = holder.series.protocol
+    return (
+        f"{conflict.detail} Held by {holder.patient}'s {protocol.name} "
+        f"({holder.number} of {protocol.session_count}), {when}."
+    )
 
 
 def sessions_for_day(*, clinic: Clinic, day: date) -> QuerySet[Session]:

@@ -84,7 +84,7 @@ def _refusals_shown(request: HttpRequest, prefix: str, form: django_forms.Form |
 
 def _refusal_shown(request: HttpRequest, prefix: str, conflict: BookingConflict) -> None:
     rule = f" (rule {conflict.rule}: {conflict.rule_text}.)" if conflict.rule else ""
-    messages.error(request, f"{prefix}: {conflict.detail}{rule}")
+    messages.error(request, f"{prefix}: {booking_selectors.conflict_explained(conflict)}{rule}")
 
 
 def _form_errors(form: django_forms.Form) -> str:
@@ -626,7 +626,7 @@ def _conflict_detail(conflict: BookingConflict | None, number: int) -> str:
     """A refusal's detail without the "Session N: " that its preview row already says."""
     if conflict is None:
         return ""
-    return conflict.detail.removeprefix(f"Session {conflict.session_number or number}: ")
+    return booking_selectors.conflict_explained(conflict).removeprefix(f"Session {conflict.session_number or number}: ")
 
 
 # Inbox and outbox

@@ -88,7 +88,8 @@ def test_a_taken_slot_answers_409(scheduler_api, clinic, patient):
     from tests.factories import patient_make
 
     first = book(scheduler_api, clinic, patient, first_start=next_weekday_at(10)).json()["sessions"][0]
-    other = book(scheduler_api, clinic, patient_make(clinic), protocol="Booster", starts=[next_weekday_at(14)])
+    holder = patient_make(clinic, first_name="Jordan", last_name="Reyes")
+    other = book(scheduler_api, clinic, holder, protocol="Booster", starts=[next_weekday_at(14)])
     chair = other.json()["sessions"][0]["chair"]
 
     answer = scheduler_api.post(
@@ -96,6 +97,7 @@ def test_a_taken_slot_answers_409(scheduler_api, clinic, patient):
     )
 
     assert (answer.status_code, answer.json()["code"]) == (409, "chair_overlap")
+    assert "Held by Jordan Reyes's Booster (1 of 1), 14:00–" in answer.json()["detail"]
 
 
 def test_roles_limit_what_each_user_may_do(nurse_api, clinic, patient):

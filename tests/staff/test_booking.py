@@ -178,10 +178,12 @@ def test_a_refused_preview_offers_the_nearest_first_sessions_from_which_the_seri
         assert f'value="{start:%Y-%m-%dT%H:%M}"' in html
 
 
-def test_a_taken_chair_says_until_when_it_is_held(scheduler, clinic, induction, booster, patient, later):
+def test_a_taken_chair_says_whose_session_holds_it_and_until_when(
+    scheduler, clinic, induction, booster, patient, later
+):
     chair = clinic.chairs.order_by("name").first()
-    series_book(patient=patient_make(clinic), protocol=booster, first_start=datetime.combine(later, time(9)),
-                chair=chair)  # fmt: skip
+    holder = patient_make(clinic, first_name="Jordan", last_name="Reyes")
+    series_book(patient=holder, protocol=booster, first_start=datetime.combine(later, time(9)), chair=chair)
     url = reverse("staff:book-series", args=[patient.pk])
 
     preview = scheduler.post(
@@ -192,6 +194,8 @@ def test_a_taken_chair_says_until_when_it_is_held(scheduler, clinic, induction, 
     assert row["conflict"].code == "chair_overlap"
     # The booster runs 09:00–11:00; the clinic's turnover (15 minutes) frees the chair at 11:15.
     assert "a session there holds it until 11:15, 15-minute turnover included" in row["why"]
+    assert row["why"].endswith("Held by Jordan Reyes's Booster (1 of 1), 09:00–11:00.")
+    assert "Held by Jordan Reyes&#x27;s Booster" in preview.content.decode()
 
 
 def test_book_without_a_preview_books_nothing_and_shows_the_plan(scheduler, induction, patient, later):
