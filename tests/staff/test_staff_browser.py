@@ -98,12 +98,22 @@ def test_a_scheduler_books_moves_and_cancels_from_the_pages(live_server):
         page.get_by_text("All 6 sessions of Depression induction fit.").wait_for()
         assert page.locator("table.plan tbody tr.ok").count() == 6
         page.screenshot(path=SCREENSHOTS / "staff-book-preview.png", full_page=True)
+        # One day's time changed by hand (the inputs sit outside the form they post with).
+        page.get_by_text("Change a day or time").click()
+        fifth = page.get_by_label("Session 5", exact=True)
+        fifth_day = fifth.input_value()[:10]
+        fifth.fill(f"{fifth_day}T11:00")
+        page.get_by_role("button", name="Preview these times").click()
+        page.get_by_text("All 6 sessions of Depression induction fit.").wait_for()
+        assert page.locator("table.plan tbody tr").nth(4).locator("td").nth(2).inner_text().startswith("11:00")
         page.get_by_role("button", name="Book series").click()
         page.get_by_text("Booked Depression induction for Casey Brooks").wait_for()
         send_what_is_due()  # the booking confirmations: a move or a cancellation is then told too
 
         series = Series.objects.get(patient__first_name="Casey")
         first, second, third = series.sessions.order_by("number")[:3]
+        fifth_booked = clinic.local(series.sessions.get(number=5).starts_at)
+        assert (fifth_booked.date().isoformat(), fifth_booked.time()) == (fifth_day, time(11))
         page.goto(f"{live_server.url}/staff/board/{clinic.pk}/?date={day.isoformat()}")
         card = page.locator("a.card", has_text="Casey Brooks")
         assert "09:30 · 1/6" in card.inner_text()
