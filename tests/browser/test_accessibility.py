@@ -65,6 +65,7 @@ def test_every_staff_and_patient_page_has_no_serious_violation(live_server):
     patient_pages = {
         "link (es)": f"/r/{link_create(session=session)}",
         "link": f"/r/{link_create(session=english)}",
+        "link not available": "/r/not-a-token",
     }
     found: dict[str, list[str]] = {}
 
@@ -93,6 +94,8 @@ def test_every_staff_and_patient_page_has_no_serious_violation(live_server):
         desk.get_by_role("button", name="Preview").click()
         desk.locator("table.plan").wait_for()
         found["book series preview"] = serious_violations(desk)
+        desk.get_by_text("Change a day or time").click()
+        found["book series, times edited"] = serious_violations(desk)
 
         phone = browser.new_page(
             viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, bypass_csp=True
