@@ -64,13 +64,15 @@ def _clock(moment: datetime, pattern: str) -> str:
     )
 
 
+def _date(moment: date, pattern: str, days: list, months: list) -> str:
+    """Fill a catalog's date pattern with the day's names from `days` and `months`."""
+    return pattern.format(weekday=days[moment.weekday()], day=moment.day, month=months[moment.month - 1])
+
+
 def day_text(moment: date, language: str) -> str:
     """'Friday 9 January' / 'viernes 9 de enero', for a date or a moment already in the clinic's zone."""
     with in_language(language):
-        weekday, month = _DAYS[moment.weekday()], _MONTHS[moment.month - 1]
-        return pgettext("date on a page", "{weekday} {day} {month}").format(
-            weekday=weekday, day=moment.day, month=month
-        )
+        return _date(moment, pgettext("date on a page", "{weekday} {day} {month}"), _DAYS, _MONTHS)
 
 
 def time_text(moment: datetime, language: str) -> str:
@@ -106,10 +108,7 @@ def when_label(moment: datetime, language: str, *, today: date) -> str:
 def short_date_text(moment: datetime, language: str) -> str:
     """'Wed 30 Sep' / 'mié 30 sep', as a text spells a date."""
     with in_language(language):
-        weekday, month = _SHORT_DAYS[moment.weekday()], _SHORT_MONTHS[moment.month - 1]
-        return pgettext("date in a text", "{weekday} {day} {month}").format(
-            weekday=weekday, day=moment.day, month=month
-        )
+        return _date(moment, pgettext("date in a text", "{weekday} {day} {month}"), _SHORT_DAYS, _SHORT_MONTHS)
 
 
 def short_time_text(moment: datetime, language: str) -> str:
