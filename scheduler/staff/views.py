@@ -561,7 +561,9 @@ def book_series(request: HttpRequest, patient_id: int) -> HttpResponse:
         else:
             booking.update(first_start=form.cleaned_data["first_start"], weekdays=form.cleaned_data["weekdays"])
         if request.POST.get("action") == "book":
-            series = _book_as_previewed(request, booking, form.cleaned_data["plan"])
+            # Times typed under "Change a day or time" but not previewed are not booked silently.
+            typed = [] if form.cleaned_data["mode"] == "times" else request.POST.getlist("start")
+            series = _book_as_previewed(request, booking, form.cleaned_data["plan"], typed)
             if series is not None:
                 first = patient.clinic.local(series.sessions.order_by("number").first().starts_at)
                 messages.success(request, f"Booked {series.protocol} for {patient} from {first:%a %d %b %H:%M}.")
@@ -578,23 +580,36 @@ def book_series(request: HttpRequest, patient_id: int) -> HttpResponse:
     return _render(request, "staff/book_series.html", {"patient": patient, "form": form, "plan": plan}, section="book")
 
 
-def _book_as_previewed(request: HttpRequest, booking: dict, previewed: str) -> Series | None:
+def _book_as_previewed(request: HttpRequest, booking: dict, previewed: str, typed: list[str]) -> Series | None:
     """Book only what the scheduler last saw: with no preview, or when the fields or the calendar
-    changed since, nothing is booked and the page shows the plan as it stands now."""
+    changed since, or a time typed in the preview's inputs that was not previewed, nothing is
+    booked and the page shows the plan as it stands now."""
     if not previewed:
         messages.error(request, "Not booked: preview the series first, then book what the preview shows.")
         return None
+    zone = booking["patient"].clinic.zone
     with _refusals_shown(request, "Not booked"):
         try:
             with transaction.atomic():
                 series = services.series_book(**booking, actor=request.user, via=Session.Channel.STAFF)
-                sessions = series.sessions.order_by("number").values_list("number", "chair_id", "starts_at")
-                if forms.plan_signature(list(sessions)) != previewed:
+                sessions = list(series.sessions.order_by("number").values_list("number", "chair_id", "starts_at"))
+                if forms.plan_signature(sessions) != previewed:
                     raise _PlanChanged
+                if typed and typed != [f"{starts.astimezone(zone):%Y-%m-%dT%H:%M}" for _, _, starts in sessions]:
+                    raise _TimesTyped
             return series
         except _PlanChanged:
             messages.error(request, "Not booked: the sessions changed since the preview. Check this preview and book.")
+        except _TimesTyped:
+            messages.error(
+                request, "Not booked: a day or time was changed under 'Change a day or time'. "
+                "Press 'Preview these times' to check it, then book.",
+            )  # fmt: skip
     return None
+
+
+class _TimesTyped(Exception):
+    """Raised to roll back a booking whose preview inputs hold times the preview did not check."""
 
 
 def _preview(booking: dict, planned: list[services.PlannedSession]) -> dict:

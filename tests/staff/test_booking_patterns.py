@@ -145,3 +145,32 @@ def test_the_api_places_a_series_on_the_weekdays_asked_for(clinic, induction, pa
     starts = [datetime.fromisoformat(s["starts_at"]).astimezone(clinic.zone) for s in booked.json()["sessions"]]
     assert [s.strftime("%a") for s in starts] == ["Mon", "Wed", "Fri", "Mon", "Wed", "Fri"]
     assert refused.status_code == 400 and "Mon/Wed/Fri" in refused.json()["weekdays"][0]
+
+
+def test_a_time_typed_but_not_previewed_is_not_booked_silently(scheduler, induction, patient, later):
+    url = reverse("staff:book-series", args=[patient.pk])
+    form = {"protocol": induction.pk, "first_start": wall(later, 9)}
+    plan = scheduler.post(url, {**form, "action": "preview"}).context["plan"]
+    starts = edited(plan, {2: wall(later + timedelta(days=1), 15)})
+
+    typed = scheduler.post(url, {**form, "start": starts, "plan": plan["signature"], "action": "book"})
+    untouched = scheduler.post(url, {**form, "start": edited(plan, {}), "plan": plan["signature"], "action": "book"})
+
+    [message] = [str(m) for m in typed.context["messages"]]
+    assert message.startswith("Not booked: a day or time was changed under 'Change a day or time'.")
+    assert untouched.status_code == 302
+    assert Series.objects.get(patient=patient).sessions.count() == 6
+
+
+def test_the_alternatives_to_a_refused_pattern_keep_to_its_weekdays(scheduler, induction, patient, later):
+    monday = next_monday(later)
+    url = reverse("staff:book-series", args=[patient.pk])
+    # Two hours from 17:00 run past closing time (18:00).
+    preview = scheduler.post(
+        url, {"protocol": induction.pk, "first_start": wall(monday, 17), "weekdays": MON_WED_FRI, "action": "preview"}
+    )
+
+    offered = preview.context["plan"]["alternatives"]
+    assert offered and all(start.weekday() in MON_WED_FRI for start in offered)
+    html = preview.content.decode()
+    assert html.count('<input type="hidden" name="weekdays" value="2">') == len(offered)
