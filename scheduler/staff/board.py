@@ -15,7 +15,7 @@ from django.utils import timezone
 from sessions.clock import day_bounds, wall_clock
 from sessions.models import Chair, Clinic, Session
 
-from .selectors import GapNotice, Marks, board_sessions, series_gap_notices, session_marks
+from .selectors import GapNotice, Marks, board_sessions, series_gap_notices, session_marks, sessions_per_day
 
 DAY_MINUTES = 24 * 60
 # A day with no opening hours (closed, or not configured) still shows working hours.
@@ -380,3 +380,48 @@ def week_build(*, clinic: Clinic, day: date, now: datetime | None = None) -> Wee
             for d in days
         ],
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MonthDay:
+    day: date
+    sessions: int
+    in_month: bool
+    is_today: bool
+    is_chosen: bool
+
+    @property
+    def load(self) -> str:
+        """How busy the day is, for its shade: none, some, busy (40 or more sessions)."""
+        return "none" if not self.sessions else "busy" if self.sessions >= 40 else "some"
+
+
+@dataclass(frozen=True)
+class Month:
+    """A month around the board's day, Monday first, each day with its sessions still held."""
+
+    first: date
+    weeks: list[list[MonthDay]]
+
+    @property
+    def previous(self) -> date:
+        return (self.first - timedelta(days=1)).replace(day=1)
+
+    @property
+    def next(self) -> date:
+        return (self.first + timedelta(days=31)).replace(day=1)
+
+
+def month_build(*, clinic: Clinic, day: date, today: date) -> Month:
+    """One query: the held sessions of the weeks the month spans, counted per day in the clinic's zone."""
+    first = day.replace(day=1)
+    start = first - timedelta(days=first.weekday())
+    last = (first + timedelta(days=31)).replace(day=1) - timedelta(days=1)
+    end = last + timedelta(days=6 - last.weekday())
+    counts = sessions_per_day(clinic=clinic, first=start, last=end)
+    days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
+    cells = [
+        MonthDay(d, counts.get(d, 0), in_month=d.month == first.month, is_today=d == today, is_chosen=d == day)
+        for d in days
+    ]
+    return Month(first=first, weeks=[cells[n : n + 7] for n in range(0, len(cells), 7)])

@@ -14,12 +14,13 @@ from operator import and_
 from zoneinfo import ZoneInfo
 
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from notifications.models import Channel, InboxText, Message, OutboxText, StaffFlag
 from sessions.access import within_clinics
-from sessions.clock import local_date
+from sessions.clock import day_bounds, local_date
 from sessions.models import AuditEvent, Clinic, Patient, PatientNote, Series, Session, SessionMove
 from sessions.selectors import series_gaps, session_neighbours, sessions_for_day
 
@@ -85,6 +86,24 @@ def board_sessions(*, clinic: Clinic, day: date) -> list[Session]:
         .select_related("patient__contact_status")
         .annotate(message_failed=Exists(failed), number_held=Exists(_number_held_by_another()))
     )
+
+
+def sessions_per_day(*, clinic: Clinic, first: date, last: date) -> dict[date, int]:
+    """Held sessions (booked, confirmed, arrived, completed) per day of the clinic's calendar from
+    `first` to `last`, counted by the database: the month grid beside the board."""
+    rows = (
+        Session.objects.filter(
+            clinic=clinic,
+            status__in=Session.HOLDING,
+            starts_at__gte=day_bounds(first, clinic.zone)[0],
+            starts_at__lt=day_bounds(last, clinic.zone)[1],
+        )  # fmt: skip
+        .annotate(day=TruncDate("starts_at", tzinfo=clinic.zone))
+        .values("day")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return {row["day"]: row["n"] for row in rows}
 
 
 def _number_held_by_another() -> QuerySet[Session]:

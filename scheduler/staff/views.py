@@ -39,7 +39,7 @@ from sessions.calendar import BookingConflict
 from sessions.models import AuditEvent, Chair, Clinic, Series, Session
 
 from . import forms, selectors, two_factor
-from .board import board_build, week_build
+from .board import board_build, month_build, week_build
 
 MOVE_DAYS = 14
 BOARD_REACH = timedelta(days=3660)
@@ -117,7 +117,9 @@ def home(request: HttpRequest) -> HttpResponse:
 def board(request: HttpRequest, clinic_id: int) -> HttpResponse:
     clinic = get_object_or_404(clinics_for(request.user), pk=clinic_id)
     day = _day(request.GET.get("date", ""), clinic)
-    context = {"board": board_build(clinic=clinic, day=day), "can": _session_actions(request)}
+    board = board_build(clinic=clinic, day=day)
+    month = month_build(clinic=clinic, day=day, today=board.today)
+    context = {"board": board, "month": month, "can": _session_actions(request)}
     return _render(request, "staff/board.html", context, section="board")
 
 

@@ -88,6 +88,9 @@ def test_every_staff_and_patient_page_has_no_serious_violation(live_server):
         assert desk.evaluate("document.activeElement.textContent") == "Skip to content"
         desk.keyboard.press("Enter")
         assert desk.evaluate("document.activeElement.id") == "main"
+        desk.locator("details.minical summary").click()
+        found["board, month open"] = serious_violations(desk)
+        desk.screenshot(path=SCREENSHOTS / "staff-board-month.png")
         desk.goto(f"{live_server.url}/staff/book/{lucia.pk}/")
         desk.get_by_label("Protocol").select_option(label="Booster")
         desk.get_by_label("First session").fill(f"{today + timedelta(days=20)}T10:00")

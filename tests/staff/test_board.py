@@ -82,6 +82,22 @@ def test_it_defaults_to_today_in_the_clinic_zone_with_links_to_the_days_around(s
     assert f"?date={today - timedelta(days=1)}" in html and f"?date={today + timedelta(days=1)}" in html
 
 
+def test_the_month_beside_the_board_counts_each_days_sessions_and_links_to_it(scheduler, clinic, booster, later):
+    day_of_sessions(clinic, booster, later, 3)
+    cancelled = session_make(clinic, booster, chair=clinic.chairs.first(), starts_at=at(clinic, later, 16))
+    Session.objects.filter(pk=cancelled.pk).update(status=Session.Status.CANCELLED)
+
+    response = scheduler.get(board_url(clinic, later))
+
+    month = response.context["month"]
+    cells = {cell.day: cell for week in month.weeks for cell in week}
+    assert all(len(week) == 7 for week in month.weeks) and month.weeks[0][0].day.weekday() == 0
+    assert (cells[later].sessions, cells[later].load, cells[later].is_chosen) == (3, "some", True)
+    html = response.content.decode()
+    assert f'aria-label="{later:%A} {later.day} {later:%B}: 3 sessions"' in html
+    assert f'href="?date={later:%Y-%m-%d}"' in html and 'aria-current="date"' in html
+
+
 @pytest.mark.parametrize("value", ["2026-13-40", "0001-01-01", "9999-12-31", "x" * 200])
 def test_a_date_that_is_not_a_day_near_now_shows_today(scheduler, clinic, value):
     response = scheduler.get(reverse("staff:board", args=[clinic.pk]), {"date": value})
@@ -104,7 +120,7 @@ def test_the_board_runs_the_same_few_queries_for_20_or_80_sessions(scheduler, dj
             response = scheduler.get(board_url(clinic, day))
         assert len(response.context["board"].cards) == expected
         counts.append(len(queries))
-    with django_assert_max_num_queries(15):
+    with django_assert_max_num_queries(16):  # the month beside the board is one of them
         scheduler.get(board_url(clinic, quiet_day))
 
     assert counts[0] == counts[1]
