@@ -376,6 +376,10 @@ class Patient(StaysInItsClinic):
         super().clean_fields(exclude=exclude)
 
 
+# Staff pages' short names of the weekdays, Monday first (Python's weekday numbers).
+WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
 class Series(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
@@ -392,6 +396,9 @@ class Series(models.Model):
     )
     # Set only when staff booked this beside another active series of the same protocol (rule 10).
     override_reason = models.CharField(max_length=300, blank=True, validators=[validate_single_line])
+    # The weekdays the series keeps to (bit n: Python's weekday n, Monday 0), as booked with a
+    # pattern such as Mon/Wed/Fri; 0: any day its gaps allow. A re-flow places sessions on them too.
+    weekday_mask = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(127)])
 
     class Meta:
         ordering = ["-created_at"]
@@ -406,6 +413,20 @@ class Series(models.Model):
 
     def __str__(self) -> str:
         return f"{self.patient} – {self.protocol}"
+
+    @property
+    def weekdays(self) -> frozenset[int]:
+        """The weekdays the series keeps to; empty: any."""
+        return frozenset(day for day in range(7) if self.weekday_mask & (1 << day))
+
+    @property
+    def weekday_names(self) -> str:
+        """ "Mon/Wed/Fri"."""
+        return "/".join(WEEKDAY_NAMES[day] for day in sorted(self.weekdays))
+
+    @staticmethod
+    def weekday_mask_of(weekdays: Collection[int] | None) -> int:
+        return sum(1 << day for day in set(weekdays or ()))
 
 
 class Session(models.Model):

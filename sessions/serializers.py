@@ -389,8 +389,13 @@ class SeriesListSerializer(serializers.ListSerializer):
         return super().to_representation(page)
 
 
+# The days of the week as the API names them, Monday first (Python's weekday numbers).
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
 class SeriesSerializer(serializers.ModelSerializer):
     sessions = SessionSerializer(many=True, read_only=True)
+    weekdays = serializers.SerializerMethodField()
     off_protocol = serializers.SerializerMethodField(
         help_text="Where the series has fallen off its protocol (rule 12); empty when it keeps it."
     )
@@ -399,19 +404,20 @@ class SeriesSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Series
-        fields = ["id", "patient", "protocol", "clinic", "status", "created_at", "override_reason", "off_protocol",
-                  "sessions"]  # fmt: skip
+        fields = ["id", "patient", "protocol", "clinic", "status", "created_at", "override_reason", "weekdays",
+                  "off_protocol", "sessions"]  # fmt: skip
         read_only_fields = fields
         list_serializer_class = SeriesListSerializer
+
+    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=WEEKDAYS)))
+    def get_weekdays(self, series: Series) -> list[str]:
+        """The weekdays it keeps to when placed or re-spaced, e.g. ["mon", "wed", "fri"]; empty: any day."""
+        return [WEEKDAYS[day] for day in sorted(series.weekdays)]
 
     @extend_schema_field(SeriesGapSerializer(many=True))
     def get_off_protocol(self, series: Series) -> list[dict]:
         gaps = self.page_gaps if self.page_gaps is not None else series_gaps(series_ids=[series.pk])
         return SeriesGapSerializer(gaps.get(series.pk, []), many=True).data
-
-
-# The days of the week as the API names them, Monday first (Python's weekday numbers).
-WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 class SeriesBookSerializer(serializers.Serializer):

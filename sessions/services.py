@@ -23,7 +23,18 @@ from . import signals
 from .calendar import BOOKING_HORIZON, BookingConflict, ClinicCalendar, Slot, series_gap_conflict
 from .clock import LocalTimeError, local_date, to_utc, wall_clock
 from .locking import lock_clinic_and_patient, lock_patients
-from .models import AuditEvent, Chair, Clinic, Patient, PatientNote, Protocol, Series, Session, SessionMove
+from .models import (
+    WEEKDAY_NAMES,
+    AuditEvent,
+    Chair,
+    Clinic,
+    Patient,
+    PatientNote,
+    Protocol,
+    Series,
+    Session,
+    SessionMove,
+)
 from .selectors import self_service_earliest, session_neighbours
 
 # A series may take any day of the week unless the scheduler names some (e.g. Mon/Wed/Fri).
@@ -195,7 +206,7 @@ def series_book(
             override_reason = ""  # nothing to override: the series is an ordinary one
         series = Series.objects.create(
             patient=patient, protocol=protocol, clinic=protocol.clinic, created_by=actor,
-            override_reason=override_reason,
+            override_reason=override_reason, weekday_mask=Series.weekday_mask_of(weekdays if starts is None else None),
         )  # fmt: skip
         buffer = timedelta(minutes=protocol.clinic.turnover_buffer_minutes)
         sessions = [
@@ -556,8 +567,10 @@ def _reflow_steps(
     if refused is not None or slot is None:
         return steps, later
     calendar.add(slot)
+    # A series booked on chosen weekdays (Mon/Wed/Fri) keeps to them when it is re-spaced.
+    weekdays = session.series.weekdays or ALL_WEEKDAYS
     for following in later:
-        step = _reflow_next(calendar, protocol, steps[-1].slot, following)
+        step = _reflow_next(calendar, protocol, steps[-1].slot, following, weekdays)
         steps.append(step)
         if step.conflict is not None:
             break
@@ -648,7 +661,9 @@ def _gap_after(
     return series_gap_conflict(protocol, calendar.zone, previous=previous, starts_at=starts_at, following=None)
 
 
-def _reflow_next(calendar: ClinicCalendar, protocol: Protocol, anchor: Slot | None, following: Session) -> ReflowStep:
+def _reflow_next(
+    calendar: ClinicCalendar, protocol: Protocol, anchor: Slot | None, following: Session, weekdays: frozenset[int]
+) -> ReflowStep:
     assert anchor is not None
     here = Slot(following.chair_id, following.starts_at, following.ends_at)
     gap = series_gap_conflict(
@@ -659,7 +674,9 @@ def _reflow_next(calendar: ClinicCalendar, protocol: Protocol, anchor: Slot | No
         return ReflowStep(following.number, following.pk, following.starts_at, here, None)
     time_of_day = following.starts_at.astimezone(calendar.zone).time()
     length = following.ends_at - following.starts_at
-    placed = _place_next(calendar, protocol, anchor, time_of_day, following.chair_id, length, following.number)
+    placed = _place_next(
+        calendar, protocol, anchor, time_of_day, following.chair_id, length, following.number, weekdays
+    )
     if isinstance(placed, BookingConflict):
         return ReflowStep(following.number, following.pk, following.starts_at, None, placed)
     return ReflowStep(following.number, following.pk, following.starts_at, placed, None)
@@ -846,11 +863,8 @@ def _check_request(
         raise ValidationError({"chair": "That chair belongs to another clinic."})
 
 
-_WEEKDAY_NAMES = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
-
-
 def _weekday_names(weekdays: Collection[int]) -> str:
-    return "/".join(_WEEKDAY_NAMES[day] for day in sorted(weekdays))
+    return "/".join(WEEKDAY_NAMES[day] for day in sorted(weekdays))
 
 
 def _weekdays_allowed(weekdays: Collection[int] | None, first_day: date) -> frozenset[int]:

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from sessions.clock import LocalTimeError, to_utc
-from sessions.models import Chair, Clinic, Patient, Protocol, Session
+from sessions.models import WEEKDAY_NAMES, Chair, Clinic, Patient, Protocol, Session
 from sessions.serializers import BOOKING_HORIZON
 
 
@@ -156,7 +156,7 @@ class SeriesForm(forms.Form):
 
     weekdays = forms.TypedMultipleChoiceField(
         label="Only on",
-        choices=list(enumerate(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"])),
+        choices=list(enumerate(WEEKDAY_NAMES)),
         coerce=int,
         required=False,
         widget=forms.CheckboxSelectMultiple,

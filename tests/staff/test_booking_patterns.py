@@ -174,3 +174,30 @@ def test_the_alternatives_to_a_refused_pattern_keep_to_its_weekdays(scheduler, i
     assert offered and all(start.weekday() in MON_WED_FRI for start in offered)
     html = preview.content.decode()
     assert html.count('<input type="hidden" name="weekdays" value="2">') == len(offered)
+
+
+def test_a_series_keeps_its_weekdays_for_life_a_reflow_re_spaces_it_on_them(scheduler, clinic, patient, later):
+    from sessions.services import series_book, series_reflow
+    from tests.factories import protocol_make
+
+    course = protocol_make(clinic, kind="induction", name="Course", session_count=4, min_gap_days=2, max_gap_days=4)
+    monday = next_monday(later)
+    series = series_book(
+        patient=patient, protocol=course, first_start=datetime.combine(monday, time(10)), weekdays=MON_WED_FRI
+    )
+    assert [clinic.local(s.starts_at).strftime("%a") for s in series.sessions.order_by("number")] == [
+        "Mon", "Wed", "Fri", "Mon",
+    ]  # fmt: skip
+
+    # Session 2 moves from Wednesday to Thursday: Friday is then too close (2 days at least), and
+    # the next day that keeps the gap on Mon/Wed/Fri is Monday (not Saturday), then Wednesday.
+    series_reflow(
+        session=series.sessions.get(number=2), starts_at=datetime.combine(monday + timedelta(days=3), time(10))
+    )
+
+    days = [clinic.local(s.starts_at).date() for s in series.sessions.order_by("number")]
+    assert days == [monday + timedelta(days=n) for n in (0, 3, 7, 9)]
+    page = scheduler.get(reverse("staff:patient", args=[patient.pk])).content.decode()
+    assert "on Mon/Wed/Fri" in page
+    answer = scheduler.get(f"/api/series/{series.pk}/").json()
+    assert answer["weekdays"] == ["mon", "wed", "fri"]
