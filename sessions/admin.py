@@ -217,6 +217,12 @@ class SeriesAdmin(ReadOnlyAdmin):
     list_filter = ["clinic", "status"]
     list_select_related = ["patient", "protocol", "clinic"]
     inlines = [SessionInline]
+    exclude = ["weekday_mask"]
+    readonly_fields = ["kept_weekdays"]
+
+    @admin.display(description="weekdays")
+    def kept_weekdays(self, series: Series) -> str:
+        return series.weekday_names or "any day"
 
 
 class SessionMoveInline(ClinicScopedInline):
