@@ -29,6 +29,9 @@ def page_benchmarks(options: Options) -> Group:
     record = f"/staff/patients/{_patient_with_a_history(protocol, patient, day).pk}/"
     first_start = datetime.combine(day + timedelta(days=7), time(9)).strftime("%Y-%m-%dT%H:%M")
     preview = {"protocol": protocol.pk, "first_start": first_start, "action": "preview"}
+    # 18:00 leaves one hour before closing: the preview refuses it and searches for alternatives.
+    late_start = datetime.combine(day + timedelta(days=7), time(18)).strftime("%Y-%m-%dT%H:%M")
+    refused = {**preview, "first_start": late_start}
     booking_page = f"/staff/book/{patient.pk}/"
 
     def get_board():
@@ -36,6 +39,9 @@ def page_benchmarks(options: Options) -> Group:
 
     def post_preview():
         return lambda: _status(client.post(booking_page, preview))
+
+    def post_refused_preview():
+        return lambda: _status(client.post(booking_page, refused))
 
     def get_week():
         return lambda: _status(client.get(week))
@@ -49,12 +55,14 @@ def page_benchmarks(options: Options) -> Group:
         (f"week view: 7 days of {SESSIONS} sessions", get_week),
         ("patient page: 2 series, 12 sessions and their messages", get_record),
         ("book a series: preview of a 6-session induction", post_preview),
+        ("book a series: a refused preview and the alternatives it offers", post_refused_preview),
     ):
         samples = time_calls(prepare, count=min(options.iterations, 100), warmup=options.warmup)
         for outcome, timings in samples.items():
             group.rows.append(Row(f"{name} ({outcome})", timings, Target(median_ms=TARGET_MS)))
     group.description = (
-        "GETs of the day board, the week view and a patient page, and the POST of the booking preview, "
+        "GETs of the day board, the week view and a patient page, and the POSTs of the booking preview "
+        "(one that fits, one refused, which tries up to 16 nearby first starts for the alternatives it offers), "
         "through Django's test client: URL routing, middleware, session auth, permissions, queries and "
         "template rendering, DEBUG off."
     )
