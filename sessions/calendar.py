@@ -50,6 +50,7 @@ RULES: dict[str, tuple[int, str]] = {
     "makeup_taken": (11, "a cancelled or missed session is made good once"),
     "short_notice": (13, "self-service never offers a time sooner than the clinic's minimum notice"),
     "attendance_times": (15, "chair-out follows chair-in, and neither is in the future"),
+    "waitlist_closed": (0, "only a waitlist entry still waiting is booked from the waitlist"),
 }
 
 

@@ -563,6 +563,78 @@ class PatientNote(models.Model):
         return f"Note on {self.patient} ({self.written_at:%Y-%m-%d})"
 
 
+class WaitlistEntry(StaysInItsClinic):
+    """A patient waiting for chair time: a new series of a protocol (a booster is a protocol of one
+    session), or an earlier time for a session already booked. Chair time that frees up is
+    matched against the entries still waiting (sessions/waitlist.py), within their dates and the
+    days and hours they can come, keeping every booking rule."""
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting"
+        BOOKED = "booked", "Booked from the waitlist"
+        REMOVED = "removed", "Removed"
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="waitlist")
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="waitlist_entries")
+    protocol = models.ForeignKey(Protocol, on_delete=models.PROTECT, related_name="waitlist_entries")
+    # Set for an earlier time for this booked session; empty for a new series of `protocol`.
+    session = models.ForeignKey(
+        "Session", null=True, blank=True, on_delete=models.CASCADE, related_name="waitlist_entries"
+    )
+    earliest = models.DateField(help_text="The first day the patient can come.")
+    latest = models.DateField(help_text="The last day worth offering.")
+    # Bit n: Python's weekday n (Monday 0), as Series.weekday_mask; 0: any day.
+    weekday_mask = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(127)])
+    not_before = models.TimeField(null=True, blank=True, help_text="Clinic time; empty: from opening.")
+    not_after = models.TimeField(null=True, blank=True, help_text="Latest start, clinic time; empty: any.")
+    # Urgency: entries with the nearest deadline rank first (WAITLIST_RANKING).
+    needed_by = models.DateField(null=True, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.WAITING)
+    note = models.CharField(max_length=300, blank=True, validators=[validate_single_line])
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    via = models.CharField(max_length=5, choices=Session.Channel.choices, default=Session.Channel.STAFF)
+    booked_series = models.ForeignKey(Series, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name_plural = "waitlist entries"
+        constraints = [
+            models.CheckConstraint(condition=Q(earliest__lte=F("latest")), name="waitlist_dates_in_order"),
+            # One wish waiting per patient and protocol (a new series), or per booked session.
+            models.UniqueConstraint(
+                fields=["patient", "protocol"], condition=Q(status="waiting", session__isnull=True),
+                name="waitlist_one_waiting_series",
+            ),
+            models.UniqueConstraint(
+                fields=["session"], condition=Q(status="waiting", session__isnull=False),
+                name="waitlist_one_waiting_per_session",
+            ),
+        ]  # fmt: skip
+        indexes = [models.Index(fields=["clinic", "latest"], condition=Q(status="waiting"), name="waitlist_open_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.patient} waiting for {self.wish}"
+
+    @property
+    def wish(self) -> str:
+        """What the patient waits for: "a Booster series", "an earlier session 3 of Depression induction"."""
+        if self.session_id is not None:
+            return f"an earlier session {self.session.number} of {self.protocol}"
+        return f"a {self.protocol} series"
+
+    @property
+    def weekdays(self) -> frozenset[int]:
+        return frozenset(day for day in range(7) if self.weekday_mask & (1 << day))
+
+    @property
+    def weekday_names(self) -> str:
+        return "/".join(WEEKDAY_NAMES[day] for day in sorted(self.weekdays))
+
+
 class AuditEvent(models.Model):
     """Who changed what, when and through which channel: staff, API, admin, a patient's text or link.
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from .calendar import BookingConflict, ClinicCalendar, Slot, series_gap_conflict
 from .clock import dates_between, day_bounds, local_date, wall_clock
-from .models import Clinic, Series, Session
+from .models import Clinic, Protocol, Series, Session
 
 
 def session_neighbours(*, session: Session) -> tuple[datetime | None, datetime | None]:
@@ -28,11 +28,15 @@ def self_service_earliest(*, session: Session, now: datetime) -> datetime:
     notice where set; else the larger of the protocol's fasting hours (a patient offered a time
     sooner than that could not prepare for it) and the cancellation notice (a time the patient
     could no longer cancel on their own)."""
-    clinic = session.clinic
+    return now + self_service_notice(clinic=session.clinic, protocol=session.series.protocol)
+
+
+def self_service_notice(*, clinic: Clinic, protocol: Protocol) -> timedelta:
+    """Rule 13's notice for a visit of `protocol`: self_service_earliest's, for a visit not yet booked."""
     hours = clinic.self_service_notice_hours
     if hours is None:
-        hours = max(session.series.protocol.fasting_hours, clinic.cancellation_notice_hours)
-    return now + timedelta(hours=hours)
+        hours = max(protocol.fasting_hours, clinic.cancellation_notice_hours)
+    return timedelta(hours=hours)
 
 
 def session_slots(

@@ -260,22 +260,33 @@ def session_reschedule(
         if new_start == session.starts_at and (chair is None or chair.pk == session.chair_id):
             return session
         _require_notice(session, new_start, via=via, now=now)
-        calendar = _series_calendar(session, ignore=[session.pk], now=now)
-        length = session.ends_at - session.starts_at
-        if chair is not None:
-            slot: Slot | BookingConflict = Slot(chair.pk, new_start, new_start + length)
-            refused = calendar.conflict(slot)
-        else:
-            slot = calendar.first_free(new_start, length, session.chair_id)
-            refused = slot if isinstance(slot, BookingConflict) else None
-        previous, following = session_neighbours(session=session)
-        refused = refused or series_gap_conflict(
-            session.series.protocol, clinic.zone, previous=previous, starts_at=new_start, following=following
-        )
-        if refused is not None:
-            raise refused.for_session(session.number)
-        assert isinstance(slot, Slot)
-        return _move(session, slot, clinic, reason=reason, via=via, actor=actor, now=calendar.now)
+        slot = session_move_check(session=session, starts_at=new_start, chair=chair, now=now)
+        if isinstance(slot, BookingConflict):
+            raise slot
+        return _move(session, slot, clinic, reason=reason, via=via, actor=actor, now=now)
+
+
+def session_move_check(
+    *, session: Session, starts_at: datetime, chair: Chair | None, now: datetime
+) -> Slot | BookingConflict:
+    """Where `session` would go at `starts_at` (UTC), or the rule (1–5, 10) that refuses it;
+    writes nothing. Without a chair it keeps its own where free, else the first free one."""
+    calendar = _series_calendar(session, ignore=[session.pk], now=now)
+    length = session.ends_at - session.starts_at
+    if chair is not None:
+        slot: Slot | BookingConflict = Slot(chair.pk, starts_at, starts_at + length)
+        refused = calendar.conflict(slot)
+    else:
+        slot = calendar.first_free(starts_at, length, session.chair_id)
+        refused = slot if isinstance(slot, BookingConflict) else None
+    previous, following = session_neighbours(session=session)
+    refused = refused or series_gap_conflict(
+        session.series.protocol, session.clinic.zone, previous=previous, starts_at=starts_at, following=following
+    )
+    if refused is not None:
+        return refused.for_session(session.number)
+    assert isinstance(slot, Slot)
+    return slot
 
 
 def session_confirm(

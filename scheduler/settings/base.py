@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
@@ -264,6 +265,13 @@ LINK_RATE_WINDOW_SECONDS = env.int("LINK_RATE_WINDOW_SECONDS", default=60)
 LINK_RATE_PER_IP = env.int("LINK_RATE_PER_IP", default=120)
 LINK_RATE_BAD_TOKENS_PER_IP = env.int("LINK_RATE_BAD_TOKENS_PER_IP", default=30)
 LINK_RATE_POSTS_PER_TOKEN = env.int("LINK_RATE_POSTS_PER_TOKEN", default=30)
+
+# The waitlist's order when chair time frees up (sessions/waitlist.py): "needed_by", the nearest
+# deadline first, then "waited", the longest waiting first; a clinic that ranks by time waited
+# alone sets WAITLIST_RANKING=waited.
+WAITLIST_RANKING = env.list("WAITLIST_RANKING", default=["needed_by", "waited"])
+if not WAITLIST_RANKING or not set(WAITLIST_RANKING) <= {"needed_by", "waited"}:
+    raise ImproperlyConfigured("WAITLIST_RANKING: a comma-separated list of needed_by and waited.")
 
 # The staff pages (scheduler/staff) sign in on their own page; the admin keeps its own.
 LOGIN_URL = "staff:login"

@@ -1,0 +1,237 @@
+"""The waitlist: patients waiting for chair time, and which of them a freed time fits.
+
+An entry asks for a new series of a protocol (a booster is a protocol of one session) or for an
+earlier time for a session already booked, between two dates, on some weekdays and between some
+hours. When chair time frees up (a cancel, a move, a no-show), `waitlist_candidates` ranks the
+entries still waiting and keeps those for whom a booking there keeps every rule, checked by the
+same code that books: `series_plan` for a new series (all its sessions placed from that first
+start), `session_move_check` for an earlier time. `waitlist_fill` books one of them.
+
+Ranking (settings.WAITLIST_RANKING, in order): "needed_by", the nearest deadline first (entries
+without one after those with one); "waited", the longest waiting first.
+"""
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import date, datetime, time
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from .calendar import BOOKING_HORIZON, BookingConflict
+from .clock import local_date
+from .locking import lock_clinic_and_patient
+from .models import Chair, Clinic, Patient, Protocol, Series, Session, WaitlistEntry
+from .selectors import self_service_earliest, self_service_notice
+from .services import audit_record, series_book, series_plan, session_move_check, session_reschedule
+
+# How many waiting entries a freed time is checked against, best-ranked first: each check plans
+# a series (a few milliseconds), and staff wait for the list.
+CANDIDATE_TRIES = 40
+RANKINGS = {
+    "needed_by": (F("needed_by").asc(nulls_last=True),),
+    "waited": (F("created_at").asc(), F("id").asc()),
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    entry: WaitlistEntry
+    # What a booking there would be: every session of a new series, or the session's new start.
+    starts: list[datetime]
+
+
+def waitlist_join(
+    *,
+    patient: Patient,
+    protocol: Protocol | None = None,
+    session: Session | None = None,
+    earliest: date,
+    latest: date,
+    weekdays: Collection[int] | None = None,
+    not_before: time | None = None,
+    not_after: time | None = None,
+    needed_by: date | None = None,
+    note: str = "",
+    actor=None,
+    via: str = Session.Channel.STAFF,
+    now: datetime | None = None,
+) -> WaitlistEntry:
+    """Put the patient on the clinic's waitlist: for a new series of `protocol`, or for an earlier
+    time for `session` (theirs, still to come, and later than `latest`)."""
+    now = now or timezone.now()
+    clinic = patient.clinic
+    today = local_date(now, clinic.zone)
+    if session is not None:
+        protocol = _earlier_wish_checked(patient, session, latest)
+    if protocol is None:
+        raise ValidationError({"protocol": "Choose the protocol the patient waits for."})
+    if protocol.clinic_id != clinic.pk:
+        raise ValidationError({"protocol": "That protocol belongs to another clinic."})
+    if not protocol.is_active:
+        raise ValidationError({"protocol": "This protocol is no longer offered."})
+    _dates_checked(earliest, latest, today)
+    if not_before is not None and not_after is not None and not_before > not_after:
+        raise ValidationError({"not_after": "The latest start is before the earliest."})
+    entry = WaitlistEntry(
+        clinic=clinic, patient=patient, protocol=protocol, session=session, earliest=max(earliest, today),
+        latest=latest, weekday_mask=Series.weekday_mask_of(weekdays), not_before=not_before, not_after=not_after,
+        needed_by=needed_by, note=" ".join(note.split()), created_by=actor, via=via,
+    )  # fmt: skip
+    entry.full_clean(exclude=["clinic", "patient", "protocol", "session", "created_by"])
+    try:
+        with transaction.atomic():
+            entry.save(force_insert=True)
+            audit_record(
+                patient=patient.pk, clinic=clinic.pk, session=session, action="waitlisted", via=via, actor=actor,
+                at=now, detail=f"{entry.wish}, {earliest:%d %b}–{latest:%d %b}",
+            )  # fmt: skip
+    except IntegrityError as error:
+        field = "session" if session is not None else "protocol"
+        raise ValidationError({field: f"{patient} is already waiting for {entry.wish}."}) from error
+    return entry
+
+
+def _earlier_wish_checked(patient: Patient, session: Session, latest: date) -> Protocol:
+    if session.patient_id != patient.pk:
+        raise ValidationError({"session": "That session is another patient's."})
+    if not session.is_upcoming:
+        raise ValidationError({"session": "Only a session still to come can move earlier."})
+    if latest >= local_date(session.starts_at, session.clinic.zone):
+        raise ValidationError({"latest": "An earlier time ends before the session's own day."})
+    return session.series.protocol
+
+
+def _dates_checked(earliest: date, latest: date, today: date) -> None:
+    if latest < today:
+        raise ValidationError({"latest": "This day has passed."})
+    if earliest > latest:
+        raise ValidationError({"latest": "The last day is before the first."})
+    if latest > today + BOOKING_HORIZON:
+        raise ValidationError({"latest": f"Wait at most {BOOKING_HORIZON.days} days ahead."})
+
+
+def waitlist_remove(
+    *, entry: WaitlistEntry, actor=None, via: str = Session.Channel.STAFF, now: datetime | None = None
+) -> bool:
+    """Take the entry off the list; False when it was no longer waiting."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        taken = WaitlistEntry.objects.filter(pk=entry.pk, status=WaitlistEntry.Status.WAITING).update(
+            status=WaitlistEntry.Status.REMOVED, closed_at=now
+        )
+        if taken:
+            audit_record(patient=entry.patient_id, clinic=entry.clinic_id, action="left the waitlist", via=via,
+                         actor=actor, at=now, detail=entry.wish)  # fmt: skip
+    return bool(taken)
+
+
+def waitlist_waiting(*, clinic: Clinic) -> QuerySet[WaitlistEntry]:
+    """The entries still waiting, best-ranked first."""
+    order = [term for name in settings.WAITLIST_RANKING for term in RANKINGS[name]]
+    return (
+        WaitlistEntry.objects.filter(clinic=clinic, status=WaitlistEntry.Status.WAITING)
+        .select_related("patient__clinic", "protocol__clinic", "session__series__protocol", "session__clinic")
+        .order_by(*order)
+    )
+
+
+def waitlist_candidates(
+    *,
+    clinic: Clinic,
+    starts_at: datetime,
+    chair: Chair | None = None,
+    limit: int = 5,
+    self_service: bool = False,
+    now: datetime | None = None,
+) -> list[Candidate]:
+    """The waiting entries, best-ranked first, for whom a booking from `starts_at` (on `chair`,
+    else any free one) keeps every rule; with `self_service`, also the minimum notice a patient
+    acting alone must keep (rule 13), as an offer they accept by link would."""
+    now = now or timezone.now()
+    local = starts_at.astimezone(clinic.zone)
+    day, clock = local.date(), local.time()
+    entries = waitlist_waiting(clinic=clinic).filter(earliest__lte=day, latest__gte=day)
+    found: list[Candidate] = []
+    for entry in entries[:CANDIDATE_TRIES]:
+        if not _wants(entry, day, clock):
+            continue
+        starts = _fits(entry, starts_at, chair, self_service=self_service, now=now)
+        if starts:
+            found.append(Candidate(entry, starts))
+            if len(found) == limit:
+                break
+    return found
+
+
+def _wants(entry: WaitlistEntry, day: date, clock: time) -> bool:
+    """Whether the day and time are among those the patient can come."""
+    if entry.weekday_mask and not entry.weekday_mask & (1 << day.weekday()):
+        return False
+    if entry.not_before is not None and clock < entry.not_before:
+        return False
+    return entry.not_after is None or clock <= entry.not_after
+
+
+def _fits(
+    entry: WaitlistEntry, starts_at: datetime, chair: Chair | None, *, self_service: bool, now: datetime
+) -> list[datetime]:
+    """The starts a booking for `entry` from `starts_at` would have; empty where a rule refuses it."""
+    if entry.session is not None:
+        session = entry.session
+        if not session.is_upcoming or starts_at >= session.starts_at:
+            return []
+        if self_service and starts_at < self_service_earliest(session=session, now=now):
+            return []
+        slot = session_move_check(session=session, starts_at=starts_at, chair=chair, now=now)
+        return [] if isinstance(slot, BookingConflict) else [slot.starts_at]
+    protocol = entry.protocol
+    if self_service and starts_at < now + self_service_notice(clinic=entry.clinic, protocol=protocol):
+        return []
+    plan = series_plan(patient=entry.patient, protocol=protocol, first_start=starts_at, chair=chair, now=now)
+    if len(plan) < protocol.session_count or any(p.conflict is not None or p.slot is None for p in plan):
+        return []
+    return [p.slot.starts_at for p in plan if p.slot is not None]
+
+
+def waitlist_fill(
+    *,
+    entry: WaitlistEntry,
+    starts_at: datetime,
+    chair: Chair | None = None,
+    actor=None,
+    via: str = Session.Channel.STAFF,
+    now: datetime | None = None,
+) -> Series:
+    """Book the waiting patient at `starts_at`: their new series, placed from there, or their
+    session moved there. All or nothing, with the same rules and locks as any booking; the entry
+    is then closed as booked. Refused (409 `waitlist_closed`) where it no longer waits."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        lock_clinic_and_patient(clinic_id=entry.clinic_id, patient_id=entry.patient_id)
+        entry = (
+            WaitlistEntry.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("session")
+            .get(pk=entry.pk)
+        )
+        if entry.status != WaitlistEntry.Status.WAITING:
+            raise BookingConflict("waitlist_closed", f"The waitlist entry is {entry.get_status_display().lower()}.")
+        if entry.session is not None:
+            session = session_reschedule(
+                session=entry.session, starts_at=starts_at, chair=chair, reason="earlier time from the waitlist",
+                via=via, actor=actor, now=now,
+            )  # fmt: skip
+            series = session.series
+        else:
+            series = series_book(
+                patient=entry.patient, protocol=entry.protocol, first_start=starts_at, chair=chair, actor=actor,
+                via=via, now=now,
+            )  # fmt: skip
+        entry.status, entry.booked_series, entry.closed_at = WaitlistEntry.Status.BOOKED, series, now
+        entry.save(update_fields=["status", "booked_series", "closed_at"])
+        audit_record(patient=entry.patient_id, series=series, action="filled from waitlist", via=via, actor=actor,
+                     at=now, detail=entry.wish)  # fmt: skip
+    return series
