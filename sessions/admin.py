@@ -31,6 +31,7 @@ from .models import (
     Session,
     SessionMove,
     StaffingBlock,
+    WaitlistEntry,
 )
 
 
@@ -253,6 +254,15 @@ class SessionAdmin(ReadOnlyAdmin):
     list_select_related = ["patient", "chair", "clinic"]
     date_hierarchy = "starts_at"
     inlines = [SessionMoveInline]
+
+
+@admin.register(WaitlistEntry)
+class WaitlistEntryAdmin(ReadOnlyAdmin):
+    """Kept by the staff pages and the API (sessions/waitlist.py), read here."""
+
+    list_display = ["patient", "protocol", "session", "clinic", "earliest", "latest", "needed_by", "status"]
+    list_filter = ["clinic", "status"]
+    list_select_related = ["patient", "protocol", "session", "clinic"]
 
 
 @admin.register(AuditEvent)

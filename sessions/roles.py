@@ -13,13 +13,17 @@ SCHEDULER, NURSE, CLINIC_ADMIN = "Scheduler", "Nurse", "Clinic admin"
 _CONFIG = ("clinic", "chair", "protocol", "openinghours", "closeddate", "staffingblock")
 _VIEW = [f"view_{m}" for m in (*_CONFIG, "patient", "series", "session")]
 
+_WAITLIST = ["view_waitlistentry", "add_waitlistentry", "change_waitlistentry"]
+
 BOOKING_ROLES: dict[str, list[str]] = {
     SCHEDULER: _VIEW
-    + ["add_patient", "change_patient", "add_series", "move_session", "cancel_session", "confirm_session"],
+    + ["add_patient", "change_patient", "add_series", "move_session", "cancel_session", "confirm_session"]
+    + _WAITLIST,
     NURSE: _VIEW + ["mark_attendance", "confirm_session"],
     CLINIC_ADMIN: _VIEW
     + [f"{action}_{model}" for model in (*_CONFIG, "patient") for action in ("add", "change")]
-    + ["add_series", "move_session", "cancel_session", "confirm_session", "mark_attendance"],
+    + ["add_series", "move_session", "cancel_session", "confirm_session", "mark_attendance"]
+    + _WAITLIST,
 }
 
 

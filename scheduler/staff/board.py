@@ -76,6 +76,11 @@ class Card:
         return self.session.status in Session.UPCOMING
 
     @property
+    def frees_chair_time(self) -> bool:
+        """A cancelled session still to come: its chair time may go to the waitlist."""
+        return self.session.status == Session.Status.CANCELLED and not self.started
+
+    @property
     def gap_to_act_on(self) -> GapNotice | None:
         """The series' first gap that a re-flow or a make-up can still put right."""
         return next((gap for gap in self.gaps if gap.session_id is not None), None)

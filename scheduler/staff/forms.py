@@ -204,6 +204,40 @@ class SeriesForm(forms.Form):
         return " ".join(self.cleaned_data["override_reason"].split())
 
 
+class WaitlistForm(forms.Form):
+    """What a patient waits for, as staff note it on the patient page (sessions.waitlist.waitlist_join)."""
+
+    protocol = forms.ModelChoiceField(
+        queryset=Protocol.objects.none(), required=False, empty_label="Choose a protocol", label="A new series of"
+    )
+    session = forms.ModelChoiceField(
+        queryset=Session.objects.none(), required=False, empty_label="—", label="Or an earlier time for"
+    )
+    earliest = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    latest = forms.DateField(label="Until", widget=forms.DateInput(attrs={"type": "date"}))
+    weekdays = forms.TypedMultipleChoiceField(
+        label="On", choices=list(enumerate(WEEKDAY_NAMES)), coerce=int, required=False,
+        widget=forms.CheckboxSelectMultiple, help_text="None ticked: any day.",
+    )  # fmt: skip
+    not_before = forms.TimeField(label="Not before", required=False, widget=forms.TimeInput(attrs={"type": "time"}))
+    not_after = forms.TimeField(label="Latest start", required=False, widget=forms.TimeInput(attrs={"type": "time"}))
+    needed_by = forms.DateField(
+        label="Needed by", required=False, widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="A deadline ranks the patient before those without one.",
+    )  # fmt: skip
+    note = forms.CharField(max_length=300, required=False)
+
+    def __init__(self, *args, patient: Patient, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["protocol"].queryset = patient.clinic.protocols.filter(is_active=True)
+        upcoming = patient.sessions.filter(status__in=Session.UPCOMING, starts_at__gt=timezone.now())
+        self.fields["session"].queryset = upcoming.select_related("series__protocol").order_by("starts_at")
+        self.fields["session"].label_from_instance = lambda s: (
+            f"{s.series.protocol.name} {s.number}/{s.series.protocol.session_count}, "
+            f"{patient.clinic.local(s.starts_at):%a %d %b %H:%M}"
+        )
+
+
 class CancelForm(forms.Form):
     reason = forms.CharField(max_length=300, widget=forms.TextInput(attrs={"placeholder": "Reason"}))
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 from notifications.models import Channel, InboxText, Message, OutboxText, StaffFlag
 from sessions.access import within_clinics
 from sessions.clock import day_bounds, local_date
-from sessions.models import AuditEvent, Clinic, Patient, PatientNote, Series, Session, SessionMove
+from sessions.models import AuditEvent, Clinic, Patient, PatientNote, Series, Session, SessionMove, WaitlistEntry
 from sessions.selectors import series_gaps, session_neighbours, sessions_for_day
 
 FAILED_MESSAGE = (Message.Status.FAILED, Message.Status.UNDELIVERED)
@@ -32,6 +32,10 @@ NOTES_LIMIT = 50
 
 def patients_for(user) -> QuerySet[Patient]:
     return within_clinics(Patient.objects.all(), user)
+
+
+def waitlist_for(user) -> QuerySet[WaitlistEntry]:
+    return within_clinics(WaitlistEntry.objects.all(), user)
 
 
 def sessions_for(user) -> QuerySet[Session]:

@@ -33,10 +33,10 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from notifications import inbox, planning
 from sessions import selectors as booking_selectors
-from sessions import services
+from sessions import services, waitlist
 from sessions.access import clinics_for, within_clinics
 from sessions.calendar import BookingConflict
-from sessions.models import AuditEvent, Chair, Clinic, Series, Session
+from sessions.models import AuditEvent, Chair, Clinic, Series, Session, WaitlistEntry
 
 from . import forms, selectors, two_factor
 from .board import board_build, month_build, week_build
@@ -96,10 +96,15 @@ def _board_url(clinic_id: int, day: date) -> str:
 
 
 def _back_to_board(request: HttpRequest, session: Session) -> HttpResponse:
+    return _back(request, _board_url(session.clinic_id, session.clinic.local(session.starts_at).date()))
+
+
+def _back(request: HttpRequest, default: str) -> HttpResponse:
+    """To the page the form came from (`next`, on this site only), else to `default`."""
     wanted = request.POST.get("next", "")
     if wanted and url_has_allowed_host_and_scheme(wanted, {request.get_host()}, require_https=request.is_secure()):
         return redirect(wanted)
-    return redirect(_board_url(session.clinic_id, session.clinic.local(session.starts_at).date()))
+    return redirect(default)
 
 
 @staff_view()
@@ -443,8 +448,71 @@ def patient(request: HttpRequest, patient_id: int) -> HttpResponse:
         "record": selectors.patient_record(patient=found),
         "can": _session_actions(request),
         "contact": forms.ContactForm(instance=found),
+        "waiting": found.waitlist_entries.filter(status=WaitlistEntry.Status.WAITING).select_related(
+            "protocol", "session"
+        ),
+        "waitlist_form": forms.WaitlistForm(patient=found),
     }
     return _render(request, "staff/patient.html", context, section="patients")
+
+
+@require_POST
+@staff_view("booking.add_waitlistentry")
+def patient_waitlist(request: HttpRequest, patient_id: int) -> HttpResponse:
+    """Put the patient on the waitlist, for a new series or an earlier time for one of their sessions."""
+    found = get_object_or_404(selectors.patients_for(request.user).select_related("clinic"), pk=patient_id)
+    form = forms.WaitlistForm(request.POST, patient=found)
+    if form.is_valid():
+        wish = {key: form.cleaned_data[key] for key in form.fields}
+        try:
+            entry = waitlist.waitlist_join(patient=found, actor=request.user, **wish)
+        except ValidationError as error:
+            messages.error(request, f"Not added: {' '.join(error.messages)}")
+        else:
+            messages.success(request, f"{found} is on the waitlist for {entry.wish}.")
+    else:
+        messages.error(request, f"Not added: {_form_errors(form)}")
+    return redirect(reverse("staff:patient", args=[found.pk]) + "#waitlist")
+
+
+@require_POST
+@staff_view("booking.change_waitlistentry")
+def waitlist_remove(request: HttpRequest, entry_id: int) -> HttpResponse:
+    entry = get_object_or_404(selectors.waitlist_for(request.user).select_related("patient", "protocol"), pk=entry_id)
+    if waitlist.waitlist_remove(entry=entry, actor=request.user):
+        messages.success(request, f"{entry.patient} is off the waitlist for {entry.wish}.")
+    else:
+        messages.info(request, "That entry was no longer waiting.")
+    return _back(request, reverse("staff:waitlist"))
+
+
+@staff_view("booking.view_waitlistentry")
+def waitlist_page(request: HttpRequest) -> HttpResponse:
+    """Every clinic's waiting entries the user may see, in the order a freed time offers them."""
+    clinics = list(clinics_for(request.user))
+    lists = [(clinic, list(waitlist.waitlist_waiting(clinic=clinic))) for clinic in clinics]
+    return _render(request, "staff/waitlist.html", {"lists": lists}, section="waitlist")
+
+
+@staff_view("booking.add_series")
+def session_fill(request: HttpRequest, session_id: int) -> HttpResponse:
+    """A cancelled or missed session's chair time, offered to the waitlist by hand: the patients
+    for whom it keeps every rule, best-ranked first, each booked with one click (after a call)."""
+    session = get_object_or_404(selectors.sessions_for(request.user), pk=session_id)
+    if session.status not in (Session.Status.CANCELLED, Session.Status.NO_SHOW) or session.starts_at <= timezone.now():
+        messages.info(request, "Only the time of a cancelled session still to come can be filled from the waitlist.")
+        return redirect(_board_url(session.clinic_id, session.clinic.local(session.starts_at).date()))
+    if request.method == "POST":
+        entry = get_object_or_404(selectors.waitlist_for(request.user), pk=request.POST.get("entry", "0") or 0)
+        with _refusals_shown(request, "Not booked"):
+            series = waitlist.waitlist_fill(
+                entry=entry, starts_at=session.starts_at, chair=session.chair, actor=request.user
+            )
+            messages.success(request, f"{entry.patient} booked from the waitlist: {series.protocol}.")
+            return redirect(_board_url(session.clinic_id, session.clinic.local(session.starts_at).date()))
+    candidates = waitlist.waitlist_candidates(clinic=session.clinic, starts_at=session.starts_at, chair=session.chair)
+    context = {"session": session, "candidates": candidates}
+    return _render(request, "staff/fill.html", context, section="waitlist")
 
 
 @require_POST

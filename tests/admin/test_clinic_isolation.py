@@ -36,6 +36,7 @@ from sessions.models import (
     Protocol,
     SessionMove,
     StaffingBlock,
+    WaitlistEntry,
 )
 from sessions.roles import CLINIC_ADMIN
 from tests.factories import clinic_make, patient_make, protocol_make
@@ -95,6 +96,9 @@ def clinic_rows(clinic: Clinic) -> dict[type[Model], Model]:
         StaffFlag.objects.create(patient=patient, session=session, message=message, kind="sms_failed", detail="x"),
         OutboxText.objects.create(message=message, to=patient.phone, body="See you"),
         ContactStatus.objects.create(patient=patient, phone=patient.phone),
+        WaitlistEntry.objects.create(
+            clinic=clinic, patient=patient, protocol=protocol, earliest=date(2026, 1, 5), latest=date(2026, 1, 9)
+        ),
         InboxText.objects.create(
             inbound=InboundSms.objects.create(
                 sid=f"SM-in-{clinic.pk}", from_number=patient.phone, received_at=received, command="other"
