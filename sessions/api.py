@@ -8,13 +8,13 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from . import selectors, services
+from . import selectors, services, waitlist
 from .access import clinic_ids_for, within_clinics
-from .models import Chair, Clinic, Patient, Protocol, Series, Session
+from .models import Chair, Clinic, Patient, Protocol, Series, Session, WaitlistEntry
 from .serializers import (
     REFLOW_ANSWER,
     CancelSerializer,
@@ -36,6 +36,10 @@ from .serializers import (
     SessionSerializer,
     SlotQuerySerializer,
     SlotSerializer,
+    WaitlistBookSerializer,
+    WaitlistCandidateSerializer,
+    WaitlistEntrySerializer,
+    clinic_instant,
 )
 
 CONFLICT = OpenApiResponse(ConflictSerializer, description="A booking rule refused the change.")
@@ -284,3 +288,76 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     def _answer(self, pk: str) -> Response:
         return Response(SessionSerializer(self.get_queryset().get(pk=pk)).data)
+
+
+class WaitlistViewSet(ClinicScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = WaitlistEntry.objects.select_related("patient", "protocol", "session")
+    serializer_class = WaitlistEntrySerializer
+    permission_classes = [RolePermissions]
+    action_perms = {
+        "create": "booking.add_waitlistentry",
+        "remove": "booking.change_waitlistentry",
+        "book": "booking.add_series",
+        "candidates": "booking.view_waitlistentry",
+    }
+
+    def get_queryset(self) -> QuerySet:
+        entries = super().get_queryset()
+        if self.action == "list":
+            status_wanted = self.request.query_params.get("status", WaitlistEntry.Status.WAITING)
+            entries = entries.filter(status=status_wanted) if status_wanted in WaitlistEntry.Status.values else entries
+        return entries
+
+    def create(self, request: Request) -> Response:
+        """Put a patient on the waitlist (sessions/waitlist.py): `protocol` for a new series, or
+        `session` for an earlier time for it."""
+        form = WaitlistEntrySerializer(data=request.data, context=self.get_serializer_context())
+        form.is_valid(raise_exception=True)
+        wish = dict(form.validated_data)
+        entry = waitlist.waitlist_join(patient=wish.pop("patient"), actor=request.user, via=Session.Channel.API, **wish)
+        return Response(WaitlistEntrySerializer(entry).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: WaitlistEntrySerializer})
+    @action(detail=True, methods=["post"])
+    def remove(self, request: Request, pk: str) -> Response:
+        """Take the entry off the waitlist (a no-op for one no longer waiting)."""
+        entry = self.get_object()
+        waitlist.waitlist_remove(entry=entry, actor=request.user, via=Session.Channel.API)
+        entry.refresh_from_db()
+        return Response(WaitlistEntrySerializer(entry).data)
+
+    @extend_schema(request=WaitlistBookSerializer, responses={201: SeriesSerializer, 409: CONFLICT})
+    @action(detail=True, methods=["post"])
+    def book(self, request: Request, pk: str) -> Response:
+        """Book the waiting patient at a freed time, with every booking rule; 409 `waitlist_closed`
+        when the entry no longer waits."""
+        entry = self.get_object()
+        form = WaitlistBookSerializer(data=request.data, context=self.get_serializer_context())
+        form.is_valid(raise_exception=True)
+        starts_at = clinic_instant(form.validated_data["starts_at"], entry.clinic, field="starts_at")
+        series = waitlist.waitlist_fill(
+            entry=entry, starts_at=starts_at, chair=form.validated_data.get("chair"), actor=request.user,
+            via=Session.Channel.API,
+        )  # fmt: skip
+        shown = SeriesViewSet.queryset.get(pk=series.pk)
+        return Response(SeriesSerializer(shown).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("session", int, required=True, description="A cancelled session still to come.")],
+        responses={200: WaitlistCandidateSerializer(many=True)},
+    )
+    @action(detail=False, methods=["get"])
+    def candidates(self, request: Request) -> Response:
+        """Who on the waitlist a cancelled session's chair time fits, best-ranked first."""
+        raw = request.query_params.get("session", "")
+        session = (
+            within_clinics(Session.objects.select_related("clinic", "chair"), request.user)
+            .filter(pk=int(raw) if raw.isdigit() and len(raw) < 12 else 0)
+            .first()
+        )
+        if session is None:
+            raise ValidationError({"session": "Give the id of a session of your clinics."})
+        if session.status != Session.Status.CANCELLED:
+            raise ValidationError({"session": "Only a cancelled session frees its chair time."})
+        found = waitlist.waitlist_candidates(clinic=session.clinic, starts_at=session.starts_at, chair=session.chair)
+        return Response(WaitlistCandidateSerializer(found, many=True).data)

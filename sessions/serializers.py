@@ -28,6 +28,7 @@ from .models import (
     Session,
     SessionMove,
     StaffingBlock,
+    WaitlistEntry,
 )
 from .selectors import SeriesGap, series_gaps
 from .validators import phone_in_region, validate_e164, validate_single_line
@@ -609,3 +610,50 @@ class SessionQuerySerializer(serializers.Serializer):
                 {"clinic": "A date is a day in a clinic's calendar: give the clinic too."}
             )
         return attrs
+
+
+class WaitlistEntrySerializer(serializers.ModelSerializer):
+    """A patient waiting for chair time: `protocol` for a new series, or `session` for an earlier
+    time for that booked session (its protocol then), between `earliest` and `latest`."""
+
+    patient = ClinicScopedField(queryset=Patient.objects.select_related("clinic"))
+    protocol = ClinicScopedField(queryset=Protocol.objects.all(), required=False, allow_null=True)
+    session = ClinicScopedField(
+        queryset=Session.objects.select_related("clinic", "series__protocol"), required=False, allow_null=True
+    )
+    weekdays = serializers.ListField(
+        child=serializers.ChoiceField(choices=WEEKDAYS), required=False, max_length=7,
+        help_text='The days the patient can come, e.g. ["mon", "wed"]; empty: any day.',
+    )  # fmt: skip
+    wish = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = WaitlistEntry
+        fields = [
+            "id", "clinic", "patient", "protocol", "session", "wish", "earliest", "latest", "weekdays", "not_before",
+            "not_after", "needed_by", "note", "status", "created_at", "booked_series",
+        ]  # fmt: skip
+        read_only_fields = ["clinic", "status", "created_at", "booked_series"]
+        # The one-waiting-wish constraints are waitlist_join's to explain (400 naming the field):
+        # DRF's own validators for them would make `session` a required field.
+        validators: list = []
+
+    def to_representation(self, entry: WaitlistEntry) -> dict:
+        data = super().to_representation(entry)
+        data["weekdays"] = [WEEKDAYS[day] for day in sorted(entry.weekdays)]
+        return data
+
+    def validate_weekdays(self, value: list[str]) -> list[int]:
+        return sorted({WEEKDAYS.index(day) for day in value})
+
+
+class WaitlistBookSerializer(serializers.Serializer):
+    starts_at = ClinicDateTimeField(
+        help_text="The freed time: the first session of the series, or the session's new start."
+    )
+    chair = ClinicScopedField(queryset=Chair.objects.all(), required=False, allow_null=True)
+
+
+class WaitlistCandidateSerializer(serializers.Serializer):
+    entry = WaitlistEntrySerializer()
+    starts = serializers.ListField(child=serializers.DateTimeField(), help_text="What the booking would be.")

@@ -12,5 +12,6 @@ router.register("protocols", api.ProtocolViewSet)
 router.register("patients", api.PatientViewSet)
 router.register("series", api.SeriesViewSet)
 router.register("sessions", api.SessionViewSet, basename="session")
+router.register("waitlist", api.WaitlistViewSet)
 
 urlpatterns = router.urls
