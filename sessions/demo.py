@@ -19,6 +19,7 @@ from .calendar import BookingConflict
 from .clock import local_date
 from .models import Chair, Clinic, OpeningHours, Patient, Protocol, Session, StaffingBlock, Weekday
 from .services import series_book, session_mark
+from .waitlist import waitlist_join
 
 DEMO_USERNAME = "demo"
 # Printed by `make run`: a login for a local demo, never a deployed one.
@@ -181,9 +182,21 @@ def demo_seed(*, now: datetime | None = None) -> DemoSeed:
             refused.append(f"{patient}: {conflict.detail}")
             continue
         booked.append(f"{patient}: {spec.protocol} from {first_start:%a %d %b %H:%M}")
+    _waitlist(clinic, protocols["Booster"], user, now)
     today = _today_visits(clinic, protocols["Booster"], user, now)
     booked += [f"{s.patient}: {s.series.protocol} today at {s.starts_at.astimezone(clinic.zone):%H:%M}" for s in today]
     return DemoSeed(clinic, user.get_username(), DEMO_PASSWORD, token.key, booked, refused, today)
+
+
+def _waitlist(clinic: Clinic, booster: Protocol, user: AbstractBaseUser, now: datetime) -> None:
+    """Casey waits for a booster in the next two weeks: cancel a visit on the board and "Fill from
+    waitlist" offers her the time."""
+    casey = clinic.patients.get(external_id="DB-1005")
+    if casey.waitlist_entries.exists():
+        return
+    today = local_date(now, clinic.zone)
+    waitlist_join(patient=casey, protocol=booster, earliest=today, latest=today + timedelta(days=14),
+                  needed_by=today + timedelta(days=10), note="prefers mornings", actor=user, now=now)  # fmt: skip
 
 
 def _today_visits(clinic: Clinic, booster: Protocol, user: AbstractBaseUser, now: datetime) -> list[Session]:
