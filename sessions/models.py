@@ -380,7 +380,31 @@ class Patient(StaysInItsClinic):
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-class Series(models.Model):
+class KeepsToWeekdays(models.Model):
+    """Some days of the week, as a series booked on a pattern such as Mon/Wed/Fri keeps to them
+    (a re-flow too), or as a waiting patient can come: bit n is Python's weekday n (Monday 0);
+    0 is any day."""
+
+    weekday_mask = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(127)])
+
+    class Meta:
+        abstract = True
+
+    @property
+    def weekdays(self) -> frozenset[int]:
+        return frozenset(day for day in range(7) if self.weekday_mask & (1 << day))
+
+    @property
+    def weekday_names(self) -> str:
+        """ "Mon/Wed/Fri"; empty for any day."""
+        return "/".join(WEEKDAY_NAMES[day] for day in sorted(self.weekdays))
+
+    @staticmethod
+    def weekday_mask_of(weekdays: Collection[int] | None) -> int:
+        return sum(1 << day for day in set(weekdays or ()))
+
+
+class Series(KeepsToWeekdays):
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
         COMPLETED = "completed", "Completed"
@@ -396,9 +420,6 @@ class Series(models.Model):
     )
     # Set only when staff booked this beside another active series of the same protocol (rule 10).
     override_reason = models.CharField(max_length=300, blank=True, validators=[validate_single_line])
-    # The weekdays the series keeps to (bit n: Python's weekday n, Monday 0), as booked with a
-    # pattern such as Mon/Wed/Fri; 0: any day its gaps allow. A re-flow places sessions on them too.
-    weekday_mask = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(127)])
 
     class Meta:
         ordering = ["-created_at"]
@@ -413,20 +434,6 @@ class Series(models.Model):
 
     def __str__(self) -> str:
         return f"{self.patient} – {self.protocol}"
-
-    @property
-    def weekdays(self) -> frozenset[int]:
-        """The weekdays the series keeps to; empty: any."""
-        return frozenset(day for day in range(7) if self.weekday_mask & (1 << day))
-
-    @property
-    def weekday_names(self) -> str:
-        """ "Mon/Wed/Fri"."""
-        return "/".join(WEEKDAY_NAMES[day] for day in sorted(self.weekdays))
-
-    @staticmethod
-    def weekday_mask_of(weekdays: Collection[int] | None) -> int:
-        return sum(1 << day for day in set(weekdays or ()))
 
 
 class Session(models.Model):
@@ -563,7 +570,7 @@ class PatientNote(models.Model):
         return f"Note on {self.patient} ({self.written_at:%Y-%m-%d})"
 
 
-class WaitlistEntry(StaysInItsClinic):
+class WaitlistEntry(StaysInItsClinic, KeepsToWeekdays):
     """A patient waiting for chair time: a new series of a protocol (a booster is a protocol of one
     session), or an earlier time for a session already booked. Chair time that frees up is
     matched against the entries still waiting (sessions/waitlist.py), within their dates and the
@@ -583,8 +590,6 @@ class WaitlistEntry(StaysInItsClinic):
     )
     earliest = models.DateField(help_text="The first day the patient can come.")
     latest = models.DateField(help_text="The last day worth offering.")
-    # Bit n: Python's weekday n (Monday 0), as Series.weekday_mask; 0: any day.
-    weekday_mask = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(127)])
     not_before = models.TimeField(null=True, blank=True, help_text="Clinic time; empty: from opening.")
     not_after = models.TimeField(null=True, blank=True, help_text="Latest start, clinic time; empty: any.")
     # Urgency: entries with the nearest deadline rank first (WAITLIST_RANKING).
@@ -625,14 +630,6 @@ class WaitlistEntry(StaysInItsClinic):
         if self.session_id is not None:
             return f"an earlier session {self.session.number} of {self.protocol}"
         return f"a {self.protocol} series"
-
-    @property
-    def weekdays(self) -> frozenset[int]:
-        return frozenset(day for day in range(7) if self.weekday_mask & (1 << day))
-
-    @property
-    def weekday_names(self) -> str:
-        return "/".join(WEEKDAY_NAMES[day] for day in sorted(self.weekdays))
 
 
 class AuditEvent(models.Model):
