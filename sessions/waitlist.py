@@ -18,7 +18,7 @@ from datetime import date, datetime, time
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from .calendar import BOOKING_HORIZON, BookingConflict
@@ -154,26 +154,26 @@ def waitlist_candidates(
     now = now or timezone.now()
     local = starts_at.astimezone(clinic.zone)
     day, clock = local.date(), local.time()
-    entries = waitlist_waiting(clinic=clinic).filter(earliest__lte=day, latest__gte=day)
+    # The dates, days and hours each patient can come, asked of the database: the tries below
+    # are spent only on entries the time suits.
+    entries = (
+        waitlist_waiting(clinic=clinic)
+        .alias(on_day=F("weekday_mask").bitand(1 << day.weekday()))
+        .filter(
+            Q(weekday_mask=0) | ~Q(on_day=0),
+            Q(not_before__isnull=True) | Q(not_before__lte=clock),
+            Q(not_after__isnull=True) | Q(not_after__gte=clock),
+            earliest__lte=day, latest__gte=day,
+        )
+    )  # fmt: skip
     found: list[Candidate] = []
     for entry in entries[:CANDIDATE_TRIES]:
-        if not _wants(entry, day, clock):
-            continue
         starts = _fits(entry, starts_at, chair, self_service=self_service, now=now)
         if starts:
             found.append(Candidate(entry, starts))
             if len(found) == limit:
                 break
     return found
-
-
-def _wants(entry: WaitlistEntry, day: date, clock: time) -> bool:
-    """Whether the day and time are among those the patient can come."""
-    if entry.weekday_mask and not entry.weekday_mask & (1 << day.weekday()):
-        return False
-    if entry.not_before is not None and clock < entry.not_before:
-        return False
-    return entry.not_after is None or clock <= entry.not_after
 
 
 def _fits(

@@ -496,14 +496,16 @@ def waitlist_page(request: HttpRequest) -> HttpResponse:
 
 @staff_view("booking.add_series")
 def session_fill(request: HttpRequest, session_id: int) -> HttpResponse:
-    """A cancelled or missed session's chair time, offered to the waitlist by hand: the patients
+    """A cancelled session's chair time, offered to the waitlist by hand: the patients
     for whom it keeps every rule, best-ranked first, each booked with one click (after a call)."""
     session = get_object_or_404(selectors.sessions_for(request.user), pk=session_id)
-    if session.status not in (Session.Status.CANCELLED, Session.Status.NO_SHOW) or session.starts_at <= timezone.now():
+    if session.status != Session.Status.CANCELLED or session.starts_at <= timezone.now():
         messages.info(request, "Only the time of a cancelled session still to come can be filled from the waitlist.")
         return redirect(_board_url(session.clinic_id, session.clinic.local(session.starts_at).date()))
     if request.method == "POST":
-        entry = get_object_or_404(selectors.waitlist_for(request.user), pk=request.POST.get("entry", "0") or 0)
+        chosen = request.POST.get("entry", "")
+        wanted = int(chosen) if chosen.isdigit() and len(chosen) < 12 else 0
+        entry = get_object_or_404(selectors.waitlist_for(request.user), pk=wanted)
         with _refusals_shown(request, "Not booked"):
             series = waitlist.waitlist_fill(
                 entry=entry, starts_at=session.starts_at, chair=session.chair, actor=request.user

@@ -194,3 +194,17 @@ def test_eight_schedulers_filling_one_freed_time_book_it_once(booster, clinic, d
     assert Session.objects.filter(chair=gone.chair, starts_at=gone.starts_at, status__in=Session.HOLDING).count() == 1
     assert WaitlistEntry.objects.filter(status=WaitlistEntry.Status.BOOKED).count() == 1
     assert Series.objects.filter(patient__in=[e.patient for e in entries]).count() == 1
+
+
+def test_the_days_and_hours_are_asked_of_the_database_before_the_tries_run_out(clinic, booster, day, monkeypatch):
+    from sessions import waitlist
+
+    monkeypatch.setattr(waitlist, "CANDIDATE_TRIES", 2)
+    gone = freed(clinic, booster, day, hour=10)
+    other_day = [(day.weekday() + 1) % 7]
+    for n in range(3):  # waiting longest, but never on that weekday
+        wait(clinic, booster, day, patient=patient_make(clinic, first_name=f"Other{n}"), weekdays=other_day)
+    wait(clinic, booster, day, patient=patient_make(clinic, first_name="Afternoons"), not_before=time(13))
+    wait(clinic, booster, day, patient=patient_make(clinic, first_name="Fits"))
+
+    assert names(waitlist_candidates(clinic=clinic, starts_at=gone.starts_at, chair=gone.chair)) == ["Fits"]

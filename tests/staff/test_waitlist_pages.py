@@ -90,3 +90,10 @@ def test_another_clinics_waitlist_is_out_of_reach(clinic, booster, cancelled, la
 def test_a_nurse_neither_sees_nor_fills_the_waitlist(nurse, cancelled):
     assert nurse.get(reverse("staff:waitlist")).status_code == 403
     assert nurse.get(reverse("staff:session-fill", args=[cancelled.pk])).status_code == 403
+
+
+@pytest.mark.parametrize("value", ["", "abc", "9" * 30, "-1"])
+def test_a_bad_entry_to_fill_with_is_a_404_not_an_error(scheduler, cancelled, value):
+    answer = scheduler.post(reverse("staff:session-fill", args=[cancelled.pk]), {"entry": value})
+
+    assert answer.status_code == 404
