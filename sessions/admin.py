@@ -27,6 +27,7 @@ from .models import (
     OpeningHours,
     Patient,
     Protocol,
+    Recall,
     Series,
     Session,
     SessionMove,
@@ -263,6 +264,15 @@ class WaitlistEntryAdmin(ReadOnlyAdmin):
     list_display = ["patient", "protocol", "session", "clinic", "earliest", "latest", "needed_by", "status"]
     list_filter = ["clinic", "status"]
     list_select_related = ["patient", "protocol", "session", "clinic"]
+
+
+@admin.register(Recall)
+class RecallAdmin(ReadOnlyAdmin):
+    """Made when a series completes and answered on the staff pages or the API (sessions/recalls.py)."""
+
+    list_display = ["patient", "protocol", "clinic", "due_on", "status", "snoozed_until"]
+    list_filter = ["clinic", "status"]
+    list_select_related = ["patient", "protocol", "clinic"]
 
 
 @admin.register(AuditEvent)

@@ -12,9 +12,9 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from . import selectors, services, waitlist
+from . import recalls, selectors, services, waitlist
 from .access import clinic_ids_for, within_clinics
-from .models import Chair, Clinic, Patient, Protocol, Series, Session, WaitlistEntry
+from .models import Chair, Clinic, Patient, Protocol, Recall, Series, Session, WaitlistEntry
 from .serializers import (
     REFLOW_ANSWER,
     CancelSerializer,
@@ -25,6 +25,8 @@ from .serializers import (
     MarkSerializer,
     PatientSerializer,
     ProtocolSerializer,
+    RecallSerializer,
+    RecallSnoozeSerializer,
     ReflowDoneSerializer,
     ReflowPreviewSerializer,
     ReflowSerializer,
@@ -361,3 +363,38 @@ class WaitlistViewSet(ClinicScoped, mixins.ListModelMixin, mixins.RetrieveModelM
             raise ValidationError({"session": "Only a cancelled session frees its chair time."})
         found = waitlist.waitlist_candidates(clinic=session.clinic, starts_at=session.starts_at, chair=session.chair)
         return Response(WaitlistCandidateSerializer(found, many=True).data)
+
+
+class RecallViewSet(ClinicScoped, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = Recall.objects.select_related("clinic", "patient", "protocol")
+    serializer_class = RecallSerializer
+    permission_classes = [RolePermissions]
+    action_perms = {"snooze": "booking.change_recall", "decline": "booking.change_recall"}
+    # The open recalls are a short list in calling order, answered whole.
+    pagination_class = None
+
+    @extend_schema(responses={200: RecallSerializer(many=True)})
+    def list(self, request: Request) -> Response:
+        """Open recalls due soon, due or overdue, per clinic of the user, in the order to call."""
+        rows = [row for clinic in within_clinics(Clinic.objects.all(), request.user)
+                for row in recalls.recalls_open(clinic=clinic)]  # fmt: skip
+        states = {row.recall.pk: row.state for row in rows}
+        return Response(RecallSerializer([row.recall for row in rows], many=True, context={"states": states}).data)
+
+    @extend_schema(request=RecallSnoozeSerializer, responses={200: RecallSerializer})
+    @action(detail=True, methods=["post"])
+    def snooze(self, request: Request, pk: str) -> Response:
+        """ "Not now": call again on `until`."""
+        form = RecallSnoozeSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        recall = recalls.recall_snooze(
+            recall=self.get_object(), until=form.validated_data["until"], actor=request.user, via=Session.Channel.API
+        )
+        return Response(RecallSerializer(recall).data)
+
+    @extend_schema(request=None, responses={200: RecallSerializer})
+    @action(detail=True, methods=["post"])
+    def decline(self, request: Request, pk: str) -> Response:
+        """The patient does not want the booster: the recall ends."""
+        recall = recalls.recall_decline(recall=self.get_object(), actor=request.user, via=Session.Channel.API)
+        return Response(RecallSerializer(recall).data)

@@ -253,7 +253,14 @@ class Protocol(StaysInItsClinic):
     preparation_instructions_es = models.TextField(
         "preparation instructions (Spanish)", blank=True, help_text="Empty: the instructions above."
     )
-    booster_interval_days = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MaxValueValidator(730)])
+    booster_interval_days = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(730)],
+        help_text="Days after a completed series that its booster falls due; empty: no recall.",
+    )  # fmt: skip
+    booster_protocol = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="What a recall books when a series of this protocol completes (a booster of the same clinic).",
+    )  # fmt: skip
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -271,6 +278,11 @@ class Protocol(StaysInItsClinic):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        if self.booster_protocol_id is not None and self.booster_protocol.clinic_id != self.clinic_id:
+            raise ValidationError({"booster_protocol": "The booster must be a protocol of the same clinic."})
 
     def patient_name_in(self, language: str) -> str:
         return self.patient_name_es if language == "es" and self.patient_name_es else self.patient_name
@@ -630,6 +642,45 @@ class WaitlistEntry(StaysInItsClinic, KeepsToWeekdays):
         if self.session_id is not None:
             return f"an earlier session {self.session.number} of {self.protocol}"
         return f"a {self.protocol} series"
+
+
+class Recall(StaysInItsClinic):
+    """A booster falling due after a completed series: `due_on` is its last session's day plus the
+    protocol's booster interval. Staff see who is due and who is overdue (sessions/recalls.py);
+    booking the booster closes it, "not now" snoozes it, a decline ends it."""
+
+    class Status(models.TextChoices):
+        DUE = "due", "Due"
+        SNOOZED = "snoozed", "Snoozed"
+        BOOKED = "booked", "Booked"
+        DECLINED = "declined", "Declined"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+
+    OPEN = (Status.DUE, Status.SNOOZED)
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="recalls")
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="recalls")
+    series = models.OneToOneField(Series, on_delete=models.CASCADE, related_name="recall")
+    protocol = models.ForeignKey(Protocol, on_delete=models.PROTECT, related_name="recalls")
+    due_on = models.DateField()
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.DUE)
+    snoozed_until = models.DateField(null=True, blank=True)
+    booked_series = models.ForeignKey(Series, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["due_on", "id"]
+        indexes = [models.Index(fields=["clinic", "due_on"], condition=Q(status__in=["due", "snoozed"]),
+                                name="recall_open_idx")]  # fmt: skip
+
+    def __str__(self) -> str:
+        return f"{self.patient}: {self.protocol} due {self.due_on:%d %b %Y}"
+
+    @property
+    def next_on(self) -> date:
+        """When staff should act: the due day, or the end of a snooze."""
+        return self.snoozed_until if self.status == self.Status.SNOOZED and self.snoozed_until else self.due_on
 
 
 class AuditEvent(models.Model):

@@ -24,6 +24,7 @@ from .models import (
     OpeningHours,
     Patient,
     Protocol,
+    Recall,
     Series,
     Session,
     SessionMove,
@@ -302,10 +303,16 @@ class ProtocolSerializer(ClinicScopedModelSerializer):
         fields = [
             "id", "clinic", "name", "patient_name", "session_count", "chair_minutes", "min_gap_days", "max_gap_days",
             "fasting_hours", "driver_required", "no_driving_hours", "preparation_instructions", "patient_name_es",
-            "preparation_instructions_es", "booster_interval_days", "is_active",
+            "preparation_instructions_es", "booster_interval_days", "booster_protocol", "is_active",
         ]  # fmt: skip
 
     def validate(self, attrs: dict) -> dict:
+        booster = attrs.get("booster_protocol")
+        clinic = attrs.get("clinic", getattr(self.instance, "clinic", None))
+        if booster is not None and clinic is not None and booster.clinic_id != clinic.pk:
+            raise serializers.ValidationError(
+                {"booster_protocol": "The booster must be a protocol of the same clinic."}
+            )
         low = attrs.get("min_gap_days", getattr(self.instance, "min_gap_days", 1))
         high = attrs.get("max_gap_days", getattr(self.instance, "max_gap_days", 7))
         if low > high:
@@ -657,3 +664,22 @@ class WaitlistBookSerializer(serializers.Serializer):
 class WaitlistCandidateSerializer(serializers.Serializer):
     entry = WaitlistEntrySerializer()
     starts = serializers.ListField(child=serializers.DateTimeField(), help_text="What the booking would be.")
+
+
+class RecallSerializer(serializers.ModelSerializer):
+    """A booster due after a completed series (`series`): `state` is soon, due, overdue or snoozed."""
+
+    state = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Recall
+        fields = ["id", "clinic", "patient", "series", "protocol", "due_on", "status", "snoozed_until", "state",
+                  "booked_series"]  # fmt: skip
+        read_only_fields = fields
+
+    def get_state(self, recall: Recall) -> str:
+        return self.context.get("states", {}).get(recall.pk, recall.status)
+
+
+class RecallSnoozeSerializer(serializers.Serializer):
+    until = serializers.DateField(help_text="The day to call the patient again.")

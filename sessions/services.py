@@ -31,6 +31,7 @@ from .models import (
     Patient,
     PatientNote,
     Protocol,
+    Recall,
     Series,
     Session,
     SessionMove,
@@ -229,6 +230,7 @@ def series_book(
         if override_reason:
             detail += f"; beside another active series: {override_reason}"
         audit_record(patient=patient.pk, series=series, action="booked", via=via, actor=actor, at=now, detail=detail)
+        _recall_close_by(series, now)
         signals.sessions_booked.send(sender=Session, sessions=sessions, now=now, via=via)
     return series
 
@@ -1099,7 +1101,42 @@ def _series_refresh_status(series_id: int) -> None:
         status = Series.Status.CANCELLED
     else:
         status = Series.Status.COMPLETED
-    Series.objects.filter(pk=series_id).exclude(status=status).update(status=status)
+    if Series.objects.filter(pk=series_id).exclude(status=status).update(status=status):
+        _recall_follow(series_id, status)
+
+
+def _recall_follow(series_id: int, status: str) -> None:
+    """A series just completed: its booster falls due at the protocol's interval after its last
+    session that took place (where the protocol names a booster). One brought back to life by an
+    undo or a make-up withdraws a recall still open."""
+    if status != Series.Status.COMPLETED:
+        Recall.objects.filter(series_id=series_id, status__in=Recall.OPEN).update(
+            status=Recall.Status.WITHDRAWN, closed_at=timezone.now()
+        )
+        return
+    series = Series.objects.select_related("protocol__clinic").get(pk=series_id)
+    protocol, clinic = series.protocol, series.protocol.clinic
+    if protocol.booster_interval_days is None or protocol.booster_protocol_id is None:
+        return
+    last = (
+        series.sessions.filter(status=Session.Status.COMPLETED).order_by("-starts_at")
+        .values_list("starts_at", flat=True).first()
+    )  # fmt: skip
+    if last is None:
+        return
+    due_on = local_date(last, clinic.zone) + timedelta(days=protocol.booster_interval_days)
+    Recall.objects.update_or_create(
+        series=series,
+        defaults={"clinic": clinic, "patient_id": series.patient_id, "protocol_id": protocol.booster_protocol_id,
+                  "due_on": due_on, "status": Recall.Status.DUE, "snoozed_until": None, "closed_at": None},
+    )  # fmt: skip
+
+
+def _recall_close_by(series: Series, now: datetime) -> None:
+    """A booster booked for a patient with a recall of it open: the recall is answered."""
+    Recall.objects.filter(patient_id=series.patient_id, protocol_id=series.protocol_id, status__in=Recall.OPEN).update(
+        status=Recall.Status.BOOKED, booked_series=series, closed_at=now
+    )
 
 
 @contextmanager

@@ -13,5 +13,6 @@ router.register("patients", api.PatientViewSet)
 router.register("series", api.SeriesViewSet)
 router.register("sessions", api.SessionViewSet, basename="session")
 router.register("waitlist", api.WaitlistViewSet)
+router.register("recalls", api.RecallViewSet)
 
 urlpatterns = router.urls

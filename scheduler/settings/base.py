@@ -272,6 +272,10 @@ LINK_RATE_POSTS_PER_TOKEN = env.int("LINK_RATE_POSTS_PER_TOKEN", default=30)
 WAITLIST_RANKING = env.list("WAITLIST_RANKING", default=["needed_by", "waited"])
 if not WAITLIST_RANKING or not set(WAITLIST_RANKING) <= {"needed_by", "waited"}:
     raise ImproperlyConfigured("WAITLIST_RANKING: a comma-separated list of needed_by and waited.")
+# Booster recall (sessions/recalls.py): staff see recalls due within RECALL_SOON_DAYS, and call
+# one not booked RECALL_OVERDUE_DAYS after it fell due overdue.
+RECALL_SOON_DAYS = env.int("RECALL_SOON_DAYS", default=14)
+RECALL_OVERDUE_DAYS = env.int("RECALL_OVERDUE_DAYS", default=14)
 
 # The staff pages (scheduler/staff) sign in on their own page; the admin keeps its own.
 LOGIN_URL = "staff:login"

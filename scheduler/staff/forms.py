@@ -238,6 +238,10 @@ class WaitlistForm(forms.Form):
         )
 
 
+class RecallSnoozeForm(forms.Form):
+    until = forms.DateField(label="Call again on", widget=forms.DateInput(attrs={"type": "date"}))
+
+
 class CancelForm(forms.Form):
     reason = forms.CharField(max_length=300, widget=forms.TextInput(attrs={"placeholder": "Reason"}))
 

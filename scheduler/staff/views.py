@@ -32,11 +32,11 @@ from django.views.decorators.http import require_POST
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from notifications import inbox, planning
+from sessions import recalls, services, waitlist
 from sessions import selectors as booking_selectors
-from sessions import services, waitlist
 from sessions.access import clinics_for, within_clinics
 from sessions.calendar import BookingConflict
-from sessions.models import AuditEvent, Chair, Clinic, Series, Session, WaitlistEntry
+from sessions.models import AuditEvent, Chair, Clinic, Recall, Series, Session, WaitlistEntry
 
 from . import forms, selectors, two_factor
 from .board import board_build, month_build, week_build
@@ -494,6 +494,34 @@ def waitlist_page(request: HttpRequest) -> HttpResponse:
     return _render(request, "staff/waitlist.html", {"lists": lists}, section="waitlist")
 
 
+@staff_view("booking.view_recall")
+def recalls_page(request: HttpRequest) -> HttpResponse:
+    """Boosters due after completed series, per clinic: overdue, due, soon due, snoozed."""
+    lists = [(clinic, recalls.recalls_open(clinic=clinic)) for clinic in clinics_for(request.user)]
+    return _render(request, "staff/recalls.html", {"lists": lists}, section="recalls")
+
+
+@require_POST
+@staff_view("booking.change_recall")
+def recall_answer(request: HttpRequest, recall_id: int) -> HttpResponse:
+    """The patient's answer to a recall call: "not now" until a day, or declined."""
+    recall = get_object_or_404(within_clinics(Recall.objects.select_related("patient", "clinic"), request.user),
+                               pk=recall_id)  # fmt: skip
+    try:
+        if request.POST.get("answer") == "decline":
+            recalls.recall_decline(recall=recall, actor=request.user)
+            messages.success(request, f"{recall.patient}: booster declined.")
+        else:
+            form = forms.RecallSnoozeForm(request.POST)
+            if not form.is_valid():
+                raise ValidationError(_form_errors(form))
+            recalls.recall_snooze(recall=recall, until=form.cleaned_data["until"], actor=request.user)
+            messages.success(request, f"{recall.patient}: called again from {form.cleaned_data['until']:%a %d %b}.")
+    except ValidationError as error:
+        messages.error(request, f"Not saved: {' '.join(error.messages)}")
+    return redirect("staff:recalls")
+
+
 @staff_view("booking.add_series")
 def session_fill(request: HttpRequest, session_id: int) -> HttpResponse:
     """A cancelled session's chair time, offered to the waitlist by hand: the patients
@@ -619,7 +647,10 @@ def book(request: HttpRequest) -> HttpResponse:
 def book_series(request: HttpRequest, patient_id: int) -> HttpResponse:
     """Step two: protocol, first start and chair; Preview shows the plan, Book saves it."""
     patient = get_object_or_404(selectors.patients_for(request.user).select_related("clinic"), pk=patient_id)
-    form = forms.SeriesForm(request.POST or None, clinic=patient.clinic)
+    # From a recall's "Book booster": the booster already chosen.
+    wanted = request.GET.get("protocol", "")
+    initial = {"protocol": int(wanted)} if wanted.isdigit() and len(wanted) < 12 else {}
+    form = forms.SeriesForm(request.POST or None, clinic=patient.clinic, initial=initial)
     plan = None
     if request.method == "POST" and form.is_valid():
         booking = {

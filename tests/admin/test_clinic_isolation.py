@@ -34,6 +34,7 @@ from sessions.models import (
     ClosedDate,
     Patient,
     Protocol,
+    Recall,
     SessionMove,
     StaffingBlock,
     WaitlistEntry,
@@ -99,6 +100,9 @@ def clinic_rows(clinic: Clinic) -> dict[type[Model], Model]:
         WaitlistEntry.objects.create(
             clinic=clinic, patient=patient, protocol=protocol, earliest=date(2026, 1, 5), latest=date(2026, 1, 9)
         ),
+        Recall.objects.create(
+            clinic=clinic, patient=patient, series=session.series, protocol=protocol, due_on=date(2026, 2, 3)
+        ),  # fmt: skip
         InboxText.objects.create(
             inbound=InboundSms.objects.create(
                 sid=f"SM-in-{clinic.pk}", from_number=patient.phone, received_at=received, command="other"
