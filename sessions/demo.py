@@ -165,6 +165,10 @@ def demo_seed(*, now: datetime | None = None) -> DemoSeed:
     now = now or timezone.now()
     clinic = _clinic()
     protocols = {name: _protocol(clinic, name, fields) for name, fields in _PROTOCOLS.items()}
+    # A completed induction or booster recalls the patient for a booster four weeks later.
+    Protocol.objects.filter(clinic=clinic, name__in=["Depression induction", "Booster"], booster_protocol=None).update(
+        booster_protocol=protocols["Booster"], booster_interval_days=28
+    )
     user, token = _staff_login()
     booked: list[str] = []
     refused: list[str] = []
