@@ -1125,6 +1125,9 @@ def _recall_follow(series_id: int, status: str) -> None:
     if last is None:
         return
     due_on = local_date(last, clinic.zone) + timedelta(days=protocol.booster_interval_days)
+    # Completed again after an undo: an answer already given (booked, snoozed, declined) stands.
+    if Recall.objects.filter(series=series).exclude(status=Recall.Status.WITHDRAWN).update(due_on=due_on):
+        return
     Recall.objects.update_or_create(
         series=series,
         defaults={"clinic": clinic, "patient_id": series.patient_id, "protocol_id": protocol.booster_protocol_id,

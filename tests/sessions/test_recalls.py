@@ -118,3 +118,18 @@ def test_an_undo_that_brings_the_series_back_withdraws_its_recall(clinic, induct
     session_undo(session=last, now=last.ends_at + timedelta(minutes=5))
 
     assert Recall.objects.get(series=series).status == Recall.Status.WITHDRAWN
+
+
+def test_completed_again_after_an_undo_an_answer_already_given_stands(clinic, induction, booster):
+    series = completed_series(clinic, induction)
+    due_on = series.recall.due_on
+    series_book(patient=series.patient, protocol=booster, starts=[at(clinic, due_on)],
+                now=at(clinic, due_on - timedelta(days=10)))  # fmt: skip
+    last = series.sessions.get(number=2)
+
+    session_undo(session=last, now=last.ends_at + timedelta(minutes=5))
+    session_mark(
+        session=last, status=Session.Status.COMPLETED, at=last.ends_at, now=last.ends_at + timedelta(minutes=6)
+    )
+
+    assert Recall.objects.get(series=series).status == Recall.Status.BOOKED
