@@ -75,10 +75,9 @@ class Card:
     def is_upcoming(self) -> bool:
         return self.session.status in Session.UPCOMING
 
-    @property
-    def frees_chair_time(self) -> bool:
-        """A cancelled session still to come: its chair time may go to the waitlist."""
-        return self.session.status == Session.Status.CANCELLED and not self.started
+    # A cancelled session still to come whose chair time no other session has taken since: it may
+    # go to the waitlist (set by board_build, which sees the day's other cards).
+    frees_chair_time: bool = False
 
     @property
     def gap_to_act_on(self) -> GapNotice | None:
@@ -183,6 +182,8 @@ def board_build(*, clinic: Clinic, day: date, now: datetime | None = None) -> Bo
     first_hour, last_hour = _grid_hours(opens, closes, on_grid, zone)
     for card in on_grid:
         _place(card, first_hour, last_hour)
+    for card in cards:
+        card.frees_chair_time = _frees_chair_time(card, on_grid)
     rows = {chair.pk: ChairRow(chair) for chair in chairs}
     for card in on_grid:
         rows[card.session.chair_id].cards.append(card)
@@ -221,6 +222,17 @@ def _card(session: Session, zone, now: datetime, gaps: list[GapNotice]) -> Card:
         marks=session_marks(session=session, zone=zone, now=now, number_held=session.number_held),
         gaps=gaps,
     )
+
+
+def _frees_chair_time(card: Card, on_grid: list[Card]) -> bool:
+    session = card.session
+    if session.status != Session.Status.CANCELLED or card.started:
+        return False
+    return not any(
+        other.session.chair_id == session.chair_id and other.session.status in Session.HOLDING
+        and other.session.starts_at < session.chair_free_at and other.session.chair_free_at > session.starts_at
+        for other in on_grid
+    )  # fmt: skip
 
 
 def _badges(session: Session, now: datetime, gaps: list[GapNotice]) -> list[Badge]:

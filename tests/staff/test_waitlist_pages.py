@@ -68,6 +68,9 @@ def test_a_cancelled_time_is_filled_from_the_waitlist_by_hand(scheduler, clinic,
     assert "booked from the waitlist" in str(list(booked.context["messages"])[0])
     again = scheduler.get(reverse("staff:session-fill", args=[cancelled.pk]))
     assert [c.entry.patient.first_name for c in again.context["candidates"]] == []
+    # The time is taken again: the board no longer offers to fill it.
+    board = scheduler.get(reverse("staff:board", args=[clinic.pk]), {"date": later.isoformat()}).content.decode()
+    assert reverse("staff:session-fill", args=[cancelled.pk]) not in board
 
 
 def test_another_clinics_waitlist_is_out_of_reach(clinic, booster, cancelled, later):
