@@ -11,7 +11,7 @@ from django.db import connection
 from django.db.models import Model
 from django.db.models.expressions import Col
 
-from sessions.models import Clinic, Patient, Protocol, Series, Session
+from sessions.models import Clinic, Patient, Protocol, Series, Session, WaitlistEntry
 
 from .models import Message, PatientLink
 
@@ -40,6 +40,7 @@ def link_session(*, token: str) -> Session | None:
         return None
     session, clinic, patient, series, protocol = _instances(row, shapes)
     session.clinic, session.patient, session.series, series.protocol = clinic, patient, series, protocol
+    session.waitlist_waiting = bool(row[-1])
     if patient.clinic_id == clinic.pk:
         patient.clinic = clinic
     return session
@@ -75,7 +76,13 @@ def _link_statement() -> tuple[str, list[_Shape]]:
             for convert in connection.ops.get_db_converters(column) + field.get_db_converters(connection):
                 converters.append((n, convert, column))
         shapes.append((model, [field.attname for field in fields], converters))
-    sql = f"SELECT {', '.join(columns)} {' '.join(joins)} WHERE l.token_hash = %s"
+    # Whether the patient already waits for an earlier time for it (the page offers to join
+    # otherwise): one index probe here rather than a third query on the busiest page.
+    waiting = (
+        f"EXISTS (SELECT 1 FROM {quote(WaitlistEntry._meta.db_table)} w WHERE w.session_id = s.id "
+        f"AND w.status = '{WaitlistEntry.Status.WAITING}')"
+    )
+    sql = f"SELECT {', '.join(columns)}, {waiting} {' '.join(joins)} WHERE l.token_hash = %s"
     return sql, shapes
 
 

@@ -1,5 +1,6 @@
 """What a patient may do through their link: see their session and the series' other visits,
-confirm it, move it (re-spacing the later visits where the clinic allows), cancel it.
+confirm it, move it (re-spacing the later visits where the clinic allows), cancel it, or ask to
+be told of an earlier time (the clinic's waitlist).
 
 The token alone decides the session. Every write goes through the booking services with
 via=LINK, and they record the audit trail. Each action is safe to repeat: a second confirm,
@@ -12,12 +13,13 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models.expressions import Col
 
 from sessions.calendar import BookingConflict, ClinicCalendar, Slot
 from sessions.clock import dates_between, local_date
-from sessions.models import Chair, Session
+from sessions.models import Chair, Session, WaitlistEntry
 from sessions.selectors import self_service_earliest, session_neighbours, session_slots
 from sessions.services import (
     ReflowStep,
@@ -27,6 +29,7 @@ from sessions.services import (
     session_confirm,
     session_reschedule,
 )
+from sessions.waitlist import waitlist_join
 
 from .links import link_session
 
@@ -292,3 +295,43 @@ def link_cancel(*, session: Session, now: datetime) -> Session:
         return session_cancel(session=session, reason=CANCEL_REASON, via=Session.Channel.LINK, now=now)
     except BookingConflict as exc:
         raise LinkRefused("not_possible") from exc
+
+
+def link_on_waitlist(*, session: Session, fresh: bool = False) -> bool:
+    """Whether the patient waits for an earlier time for this visit: as the link's query read it,
+    or (`fresh`, before a write) asked again."""
+    if not fresh and hasattr(session, "waitlist_waiting"):
+        return session.waitlist_waiting
+    return WaitlistEntry.objects.filter(session=session, status=WaitlistEntry.Status.WAITING).exists()
+
+
+def link_may_wait(*, session: Session, now: datetime) -> bool:
+    """Whether a day earlier than the visit's is still one the patient could take alone."""
+    earliest, latest = _earlier_days(session, now)
+    return link_may_act(session=session, now=now) and earliest <= latest
+
+
+def _earlier_days(session: Session, now: datetime) -> tuple[date, date]:
+    zone = session.clinic.zone
+    earliest = local_date(self_service_earliest(session=session, now=now), zone)
+    return earliest, local_date(session.starts_at, zone) - timedelta(days=1)
+
+
+def link_waitlist_join(*, session: Session, now: datetime) -> bool:
+    """Put the patient on the waitlist for an earlier time for this visit: from the soonest a
+    patient may take alone (rule 13) to the day before it. False when already waiting."""
+    if not link_may_act(session=session, now=now):
+        raise LinkRefused("not_possible")
+    if link_on_waitlist(session=session, fresh=True):
+        return False
+    earliest, latest = _earlier_days(session, now)
+    if earliest > latest:
+        raise LinkRefused("waitlist_none")
+    try:
+        waitlist_join(patient=session.patient, session=session, earliest=earliest, latest=latest,
+                      via=Session.Channel.LINK, now=now)  # fmt: skip
+    except ValidationError as exc:  # joined in another tab meanwhile
+        if link_on_waitlist(session=session, fresh=True):
+            return False
+        raise LinkRefused("not_possible") from exc
+    return True

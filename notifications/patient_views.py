@@ -48,13 +48,16 @@ from .patient_actions import (
     link_confirm,
     link_may_act,
     link_may_cancel,
+    link_may_wait,
     link_move,
+    link_on_waitlist,
     link_page_session,
     link_reflow,
     link_reflow_preview,
     link_reflow_slots_by_day,
     link_series_visits,
     link_slots_by_day,
+    link_waitlist_join,
 )
 from .patient_text import LANGUAGES, day_label, in_language, language_of, time_text, when_label, when_text
 from .ratelimit import rate_hit, rate_hit_and_peek
@@ -82,6 +85,7 @@ _REFUSALS = {
     "reflow_failed": _("Your later visits cannot all fit around that time. Please pick another, or call {phone}."),
     "cancel_call": _("To cancel this visit now, please call {phone}."),
     "not_possible": _("That could not be done. Please call {phone}."),
+    "waitlist_none": _("Your visit is already as soon as can be booked here. Questions? Call {phone}."),
 }
 # Refusals tied to a field of the form on screen: shown with it, with the status that says why.
 _FORM_ERRORS = {
@@ -194,6 +198,13 @@ def _act_in_language(request: HttpRequest, session: Session, now: datetime, lang
             text = gettext("Your visit is now {when}. Your later visits have new times too: see them below.").format(
                 when=when
             )
+        elif action == "waitlist":
+            joined = link_waitlist_join(session=session, now=now)
+            text = (
+                gettext("We will let you know if an earlier time frees up.")
+                if joined
+                else gettext("You are already on the list for an earlier time.")
+            )
         elif action == "cancel":
             link_cancel(session=session, now=now)
             text = gettext("Your visit is cancelled. To book a new time, please call {phone}.").format(phone=phone)
@@ -265,6 +276,8 @@ def _page_context(
         "driver_confirmed": session.driver_confirmed,
         "may_act": may_act,
         "may_cancel": link_may_cancel(session=session, now=now),
+        "on_waitlist": may_act and link_on_waitlist(session=session),
+        "may_wait": link_may_wait(session=session, now=now),
         "preparation": _preparation(protocol),
         "instructions": protocol.instructions_in(language),
         "flash": [message for message in messages.get_messages(request) if _FLASH in message.tags.split()],
