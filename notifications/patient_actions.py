@@ -297,11 +297,9 @@ def link_cancel(*, session: Session, now: datetime) -> Session:
         raise LinkRefused("not_possible") from exc
 
 
-def link_on_waitlist(*, session: Session, fresh: bool = False) -> bool:
-    """Whether the patient waits for an earlier time for this visit: as the link's query read it,
-    or (`fresh`, before a write) asked again."""
-    if not fresh and hasattr(session, "waitlist_waiting"):
-        return session.waitlist_waiting
+def link_on_waitlist(*, session: Session) -> bool:
+    """Whether the patient waits for an earlier time for this visit, asked before a write (the
+    page reads it from the link's own query: links.link_session)."""
     return WaitlistEntry.objects.filter(session=session, status=WaitlistEntry.Status.WAITING).exists()
 
 
@@ -322,7 +320,7 @@ def link_waitlist_join(*, session: Session, now: datetime) -> bool:
     patient may take alone (rule 13) to the day before it. False when already waiting."""
     if not link_may_act(session=session, now=now):
         raise LinkRefused("not_possible")
-    if link_on_waitlist(session=session, fresh=True):
+    if link_on_waitlist(session=session):
         return False
     earliest, latest = _earlier_days(session, now)
     if earliest > latest:
@@ -331,7 +329,7 @@ def link_waitlist_join(*, session: Session, now: datetime) -> bool:
         waitlist_join(patient=session.patient, session=session, earliest=earliest, latest=latest,
                       via=Session.Channel.LINK, now=now)  # fmt: skip
     except ValidationError as exc:  # joined in another tab meanwhile
-        if link_on_waitlist(session=session, fresh=True):
+        if link_on_waitlist(session=session):
             return False
         raise LinkRefused("not_possible") from exc
     return True

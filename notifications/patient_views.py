@@ -50,7 +50,6 @@ from .patient_actions import (
     link_may_cancel,
     link_may_wait,
     link_move,
-    link_on_waitlist,
     link_page_session,
     link_reflow,
     link_reflow_preview,
@@ -276,7 +275,7 @@ def _page_context(
         "driver_confirmed": session.driver_confirmed,
         "may_act": may_act,
         "may_cancel": link_may_cancel(session=session, now=now),
-        "on_waitlist": may_act and link_on_waitlist(session=session),
+        "on_waitlist": may_act and session.waitlist_waiting,  # read with the link (links.link_session)
         "may_wait": link_may_wait(session=session, now=now),
         "preparation": _preparation(protocol),
         "instructions": protocol.instructions_in(language),

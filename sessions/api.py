@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from . import recalls, selectors, services, waitlist
-from .access import clinic_ids_for, within_clinics
+from .access import clinic_ids_for, clinics_for, within_clinics
 from .models import Chair, Clinic, Patient, Protocol, Recall, Series, Session, WaitlistEntry
 from .serializers import (
     REFLOW_ANSWER,
@@ -376,8 +376,7 @@ class RecallViewSet(ClinicScoped, mixins.RetrieveModelMixin, viewsets.GenericVie
     @extend_schema(responses={200: RecallSerializer(many=True)})
     def list(self, request: Request) -> Response:
         """Open recalls due soon, due or overdue, per clinic of the user, in the order to call."""
-        rows = [row for clinic in within_clinics(Clinic.objects.all(), request.user)
-                for row in recalls.recalls_open(clinic=clinic)]  # fmt: skip
+        rows = [row for clinic in clinics_for(request.user) for row in recalls.recalls_open(clinic=clinic)]
         states = {row.recall.pk: row.state for row in rows}
         return Response(RecallSerializer([row.recall for row in rows], many=True, context={"states": states}).data)
 

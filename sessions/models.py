@@ -392,6 +392,11 @@ class Patient(StaysInItsClinic):
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
+def weekdays_text(weekdays: Collection[int]) -> str:
+    """ "Mon/Wed/Fri"."""
+    return "/".join(WEEKDAY_NAMES[day] for day in sorted(weekdays))
+
+
 class KeepsToWeekdays(models.Model):
     """Some days of the week, as a series booked on a pattern such as Mon/Wed/Fri keeps to them
     (a re-flow too), or as a waiting patient can come: bit n is Python's weekday n (Monday 0);
@@ -409,7 +414,7 @@ class KeepsToWeekdays(models.Model):
     @property
     def weekday_names(self) -> str:
         """ "Mon/Wed/Fri"; empty for any day."""
-        return "/".join(WEEKDAY_NAMES[day] for day in sorted(self.weekdays))
+        return weekdays_text(self.weekdays)
 
     @staticmethod
     def weekday_mask_of(weekdays: Collection[int] | None) -> int:

@@ -59,18 +59,19 @@ def recall_snooze(
         raise ValidationError({"until": "Snooze to a day after today."})
     if until > today + timedelta(days=365):
         raise ValidationError({"until": "Snooze for a year at most."})
-    return _answer(recall, Recall.Status.SNOOZED, f"not now, until {until:%d %b %Y}", actor, via, now, until=until)
+    return _answer(recall, Recall.Status.SNOOZED, "recall not now", f"until {until:%d %b %Y}", actor, via, now,
+                   until=until)  # fmt: skip
 
 
 def recall_decline(
     *, recall: Recall, actor=None, via: str = Session.Channel.STAFF, now: datetime | None = None
 ) -> Recall:
     """The patient does not want the booster: the recall ends."""
-    return _answer(recall, Recall.Status.DECLINED, "declined", actor, via, now or timezone.now())
+    return _answer(recall, Recall.Status.DECLINED, "recall declined", "", actor, via, now or timezone.now())
 
 
 def _answer(
-    recall: Recall, status: str, detail: str, actor, via: str, now: datetime, *, until: date | None = None
+    recall: Recall, status: str, action: str, detail: str, actor, via: str, now: datetime, *, until: date | None = None
 ) -> Recall:
     with transaction.atomic():
         recall = Recall.objects.select_for_update(no_key=True).get(pk=recall.pk)
@@ -79,6 +80,6 @@ def _answer(
         recall.status, recall.snoozed_until = status, until
         recall.closed_at = None if status == Recall.Status.SNOOZED else now
         recall.save(update_fields=["status", "snoozed_until", "closed_at"])
-        audit_record(patient=recall.patient_id, series=recall.series, action="recall " + detail.split(",")[0],
-                     via=via, actor=actor, at=now, detail=f"{recall.protocol}: {detail}")  # fmt: skip
+        audit_record(patient=recall.patient_id, series=recall.series, action=action, via=via, actor=actor, at=now,
+                     detail=f"{recall.protocol}: {detail}" if detail else str(recall.protocol))  # fmt: skip
     return recall

@@ -24,7 +24,6 @@ from .calendar import BOOKING_HORIZON, BookingConflict, ClinicCalendar, Slot, se
 from .clock import LocalTimeError, local_date, to_utc, wall_clock
 from .locking import lock_clinic_and_patient, lock_patients
 from .models import (
-    WEEKDAY_NAMES,
     AuditEvent,
     Chair,
     Clinic,
@@ -35,6 +34,7 @@ from .models import (
     Series,
     Session,
     SessionMove,
+    weekdays_text,
 )
 from .selectors import self_service_earliest, session_neighbours
 
@@ -207,7 +207,7 @@ def series_book(
             override_reason = ""  # nothing to override: the series is an ordinary one
         series = Series.objects.create(
             patient=patient, protocol=protocol, clinic=protocol.clinic, created_by=actor,
-            override_reason=override_reason, weekday_mask=Series.weekday_mask_of(weekdays if starts is None else None),
+            override_reason=override_reason, weekday_mask=Series.weekday_mask_of(weekdays),
         )  # fmt: skip
         buffer = timedelta(minutes=protocol.clinic.turnover_buffer_minutes)
         sessions = [
@@ -822,7 +822,7 @@ def _place_next(
     if not days:
         return BookingConflict(
             "no_valid_slot",
-            f"Session {number} cannot be placed: no {_weekday_names(weekdays)} falls between "
+            f"Session {number} cannot be placed: no {weekdays_text(weekdays)} falls between "
             f"{gap_days[0]:%a %d %b} and {gap_days[-1]:%a %d %b} (the protocol's gap of "
             f"{protocol.min_gap_days}–{protocol.max_gap_days} days).",
             session_number=number,
@@ -840,7 +840,7 @@ def _place_next(
                 refusals.append(f"{day:%a %d %b}: {found.detail}")
     window = f"{days[0]:%a %d %b}" if len(days) == 1 else f"{days[0]:%a %d %b} and {days[-1]:%a %d %b}"
     if weekdays != ALL_WEEKDAYS:
-        window += f" on {_weekday_names(weekdays)}"
+        window += f" on {weekdays_text(weekdays)}"
     return BookingConflict(
         "no_valid_slot",
         f"Session {number} cannot be placed between {window} (the protocol's gap of "
@@ -876,17 +876,13 @@ def _check_request(
         raise ValidationError({"chair": "That chair belongs to another clinic."})
 
 
-def _weekday_names(weekdays: Collection[int]) -> str:
-    return "/".join(WEEKDAY_NAMES[day] for day in sorted(weekdays))
-
-
 def _weekdays_allowed(weekdays: Collection[int] | None, first_day: date) -> frozenset[int]:
     """The days a series may use: every day, or the ones asked for, the first session's among them."""
     if not weekdays:
         return ALL_WEEKDAYS
     allowed = frozenset(weekdays)
     if first_day.weekday() not in allowed:
-        days = _weekday_names(allowed)
+        days = weekdays_text(allowed)
         raise ValidationError(
             {"weekdays": f"The first session is on a {first_day:%A}: start on {days}, or add {first_day:%a}."}
         )

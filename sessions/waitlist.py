@@ -25,7 +25,7 @@ from .calendar import BOOKING_HORIZON, BookingConflict
 from .clock import local_date
 from .locking import lock_clinic_and_patient
 from .models import Chair, Clinic, Patient, Protocol, Series, Session, WaitlistEntry
-from .selectors import self_service_earliest, self_service_notice
+from .selectors import self_service_notice
 from .services import audit_record, series_book, series_plan, session_move_check, session_reschedule
 
 # How many waiting entries a freed time is checked against, best-ranked first: each check plans
@@ -180,17 +180,15 @@ def _fits(
     entry: WaitlistEntry, starts_at: datetime, chair: Chair | None, *, self_service: bool, now: datetime
 ) -> list[datetime]:
     """The starts a booking for `entry` from `starts_at` would have; empty where a rule refuses it."""
+    protocol = entry.protocol  # an earlier time's entry holds its session's protocol
+    if self_service and starts_at < now + self_service_notice(clinic=entry.clinic, protocol=protocol):
+        return []
     if entry.session is not None:
         session = entry.session
         if not session.is_upcoming or starts_at >= session.starts_at:
             return []
-        if self_service and starts_at < self_service_earliest(session=session, now=now):
-            return []
         slot = session_move_check(session=session, starts_at=starts_at, chair=chair, now=now)
         return [] if isinstance(slot, BookingConflict) else [slot.starts_at]
-    protocol = entry.protocol
-    if self_service and starts_at < now + self_service_notice(clinic=entry.clinic, protocol=protocol):
-        return []
     plan = series_plan(patient=entry.patient, protocol=protocol, first_start=starts_at, chair=chair, now=now)
     if len(plan) < protocol.session_count or any(p.conflict is not None or p.slot is None for p in plan):
         return []
