@@ -27,13 +27,25 @@ def test_reminders_due_before_the_seeding_are_stored_skipped_not_sent_late():
     assert all(m.due_at >= afternoon for m in later)
 
 
+def test_seeded_at_night_the_visits_are_booked_then_and_their_messages_wait_for_their_time():
+    # Before opening the visits are booked at the seeding itself: their confirmations are due then, not late.
+    now = datetime(2026, 1, 5, 1, 30, tzinfo=ZoneInfo("America/Phoenix"))
+    seed = demo_seed(now=now)
+
+    demo_messages_settle(sessions=seed.today, now=now)
+
+    assert not Message.objects.filter(session__in=seed.today, status=Message.Status.PLANNED, due_at__lt=now).exists()
+    assert Message.objects.filter(session__in=seed.today, status=Message.Status.PLANNED).exists()
+
+
 def test_the_command_seeds_and_settles(settings):
     settings.DEBUG = True
+    before = datetime.now(tz=ZoneInfo("UTC"))
 
     call_command("seed_demo", stdout=None)
 
     assert (
-        not Message.objects.filter(status=Message.Status.PLANNED, due_at__lt=datetime.now(tz=ZoneInfo("UTC")))
+        not Message.objects.filter(status=Message.Status.PLANNED, due_at__lt=before)
         .filter(session__patient__external_id__startswith="DB-11")
         .exists()
     )
