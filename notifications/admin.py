@@ -33,10 +33,11 @@ class MessageTemplateAdmin(ClinicScopedAdmin):
 
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdmin):
-    clinic_path = "session__clinic"
+    clinic_path = "clinic"
     list_display = ["due_at", "patient", "purpose", "channel", "status", "reason", "attempts", "sent_at"]
     list_filter = ["status", "channel", "purpose"]
     list_select_related = ["patient"]
+    raw_id_fields = ["session", "offer", "recall"]
     date_hierarchy = "due_at"
     search_fields = ["provider_id", "recipient"]
 
@@ -54,7 +55,7 @@ class StaffFlagAdmin(ClinicScopedAdmin):
 
 @admin.register(OutboxText)
 class OutboxTextAdmin(ReadOnlyAdmin):
-    clinic_path = "message__session__clinic"
+    clinic_path = "message__clinic"
     list_display = ["created_at", "to", "body"]
 
 

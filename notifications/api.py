@@ -19,7 +19,7 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Message.objects.all()
 
     def get_queryset(self) -> QuerySet[Message]:
-        messages = within_clinics(Message.objects.order_by("due_at", "id"), self.request.user, path="session__clinic")
+        messages = within_clinics(Message.objects.order_by("due_at", "id"), self.request.user, path="clinic")
         if self.action != "list":
             return messages
         query = MessageQuerySerializer(data=self.request.query_params)

@@ -274,7 +274,8 @@ def _upcoming(patient: Patient, now: datetime):
 
 def _last_texted_session(patient: Patient) -> Session | None:
     last = (
-        Message.objects.filter(patient=patient, channel=Channel.SMS, status__in=Message.WENT_OUT)
+        # An offer's or a recall's text names no session: a reply to it is about their visits.
+        Message.objects.filter(patient=patient, channel=Channel.SMS, status__in=Message.WENT_OUT, session__isnull=False)
         .select_related("session")
         .order_by("-sending_started_at")
         .first()

@@ -11,7 +11,7 @@ from django.db import connection
 from django.db.models import Model
 from django.db.models.expressions import Col
 
-from sessions.models import Clinic, Patient, Protocol, Series, Session, WaitlistEntry
+from sessions.models import Clinic, Offer, Patient, Protocol, Recall, Series, Session, WaitlistEntry
 
 from .models import Message, PatientLink
 
@@ -22,10 +22,28 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def link_create(*, session: Session, message: Message | None = None) -> str:
+def link_create(
+    *, session: Session | None = None, offer: Offer | None = None, recall: Recall | None = None,
+    message: Message | None = None,
+) -> str:  # fmt: skip
+    """A new token for the patient's page of a session, an offer or a recall (exactly one)."""
     token = secrets.token_urlsafe(9)
-    PatientLink.objects.create(token_hash=token_hash(token), session=session, message=message)
+    PatientLink.objects.create(token_hash=token_hash(token), session=session, offer=offer, recall=recall,
+                               message=message)  # fmt: skip
     return token
+
+
+def link_owner(*, token: str) -> Offer | Recall | None:
+    """The offer or the recall a token opens (the link page asks when it opens no session)."""
+    if not 10 <= len(token) <= 64:
+        return None
+    link = (
+        PatientLink.objects.filter(token_hash=token_hash(token), session=None)
+        .select_related("offer__clinic", "offer__patient", "offer__opening", "offer__entry__protocol",
+                        "recall__clinic", "recall__patient", "recall__protocol")
+        .first()
+    )  # fmt: skip
+    return None if link is None else link.offer or link.recall
 
 
 def link_session(*, token: str) -> Session | None:

@@ -13,7 +13,7 @@ from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
 
-from sessions.models import Clinic, Language, Patient, Protocol, Series, Session, StaysInItsClinic
+from sessions.models import Clinic, Language, Offer, Patient, Protocol, Recall, Series, Session, StaysInItsClinic
 from sessions.validators import validate_single_line
 
 
@@ -30,6 +30,8 @@ class Purpose(models.TextChoices):
     CANCEL_ALL = "cancel_all", "Series cancellation notice"
     REFLOWED = "reflowed", "New times notice"
     LINK = "link", "Link sent again"
+    OFFER = "offer", "Waitlist offer"
+    RECALL = "recall", "Booster recall"
 
 
 # Notices about visits that no longer happen: sent although (because) the session is cancelled.
@@ -128,7 +130,16 @@ class Message(models.Model):
     # Every message row costs one entry per index on the booking's path: the session's and the
     # patient's lookups use the leading columns of message_planned_once and message_patient_sent_idx,
     # so neither key has an index of its own.
-    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="messages", db_index=False)
+    # What the message is about: a session, or (no session yet) a waitlist offer or a booster
+    # recall; exactly one (message_has_one_owner).
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, null=True, blank=True, related_name="messages", db_index=False
+    )
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, null=True, blank=True, related_name="messages")
+    recall = models.ForeignKey(Recall, on_delete=models.CASCADE, null=True, blank=True, related_name="messages")
+    # The owner's clinic, kept on the row: staff, the admin and the API see a clinic's messages
+    # whatever they are about.
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="messages")
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="messages", db_index=False)
     purpose = models.CharField(max_length=10, choices=Purpose.choices)
     rule = models.ForeignKey(ReminderRule, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
@@ -164,7 +175,17 @@ class Message(models.Model):
             models.UniqueConstraint(
                 fields=["provider_id"], condition=Q(provider_id__isnull=False), name="message_provider_id_unique"
             ),
-        ]
+            models.UniqueConstraint(fields=["offer", "key", "channel"], condition=Q(offer__isnull=False),
+                                    name="message_offer_once"),
+            models.UniqueConstraint(fields=["recall", "key", "channel"], condition=Q(recall__isnull=False),
+                                    name="message_recall_once"),
+            models.CheckConstraint(
+                condition=Q(session__isnull=False, offer=None, recall=None)
+                | Q(session=None, offer__isnull=False, recall=None)
+                | Q(session=None, offer=None, recall__isnull=False),
+                name="message_has_one_owner",
+            ),
+        ]  # fmt: skip
         indexes = [
             # The tick's claim reads only due planned rows: keep that index as small as they are.
             models.Index(fields=["due_at"], condition=Q(status="planned"), name="message_due_planned_idx"),
@@ -175,7 +196,25 @@ class Message(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_purpose_display()} {self.channel} for session {self.session_id} ({self.status})"
+        return f"{self.get_purpose_display()} {self.channel} for {self.owner_text} ({self.status})"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.clinic_id is None:
+            self.clinic_id = self.owner.clinic_id
+        super().save(*args, **kwargs)
+
+    @property
+    def owner(self) -> "Session | Offer | Recall":
+        """What the message is about: its session, or its offer or recall."""
+        return self.offer or self.recall or self.session
+
+    @property
+    def owner_text(self) -> str:
+        if self.offer_id is not None:
+            return f"offer {self.offer_id}"
+        if self.recall_id is not None:
+            return f"recall {self.recall_id}"
+        return f"session {self.session_id}"
 
     @property
     def what(self) -> str:
@@ -274,9 +313,22 @@ class PatientLink(models.Model):
     own token, which also lets a stuck send be matched in Twilio's log by the link in its body."""
 
     token_hash = models.CharField(max_length=64, unique=True)
-    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="links")
+    # What the link opens: a session's page, or an offer's or a recall's (no session yet).
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, null=True, blank=True, related_name="links")
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, null=True, blank=True, related_name="links")
+    recall = models.ForeignKey(Recall, on_delete=models.CASCADE, null=True, blank=True, related_name="links")
     message = models.ForeignKey(Message, on_delete=models.CASCADE, null=True, blank=True, related_name="links")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(session__isnull=False, offer=None, recall=None)
+                | Q(session=None, offer__isnull=False, recall=None)
+                | Q(session=None, offer=None, recall__isnull=False),
+                name="link_has_one_owner",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"link to session {self.session_id}"

@@ -41,7 +41,8 @@ from sessions.clock import local_date
 from sessions.models import Clinic, Protocol, Session
 from sessions.services import ReflowStep
 
-from .links import token_hash
+from .links import link_owner, token_hash
+from .owner_views import owner_act, owner_page
 from .patient_actions import (
     LinkRefused,
     link_cancel,
@@ -141,6 +142,14 @@ def patient_link(request: HttpRequest, token: str) -> HttpResponse:
         return _neutral(request, status=429)
     now = timezone.now()
     session = link_page_session(token=token, now=now)
+    owner = link_owner(token=token) if session is None else None
+    if owner is not None:
+        # A waitlist offer's or a booster recall's link (notifications/owner_views.py).
+        if request.method != "POST":
+            return owner_page(request, owner, now)
+        if not rate_hit(f"post:{token_hash(token)}", limit=settings.LINK_RATE_POSTS_PER_TOKEN):
+            return _neutral(request, status=429)
+        return owner_act(request, owner, now, _refusal)
     if session is None:
         # An address already over its limit stays over for the window: no need to count on.
         refused = guessing or not rate_hit(f"bad:{address}", limit=settings.LINK_RATE_BAD_TOKENS_PER_IP)
@@ -220,7 +229,7 @@ def _act_in_language(request: HttpRequest, session: Session, now: datetime, lang
 
 
 def _refusal(reason: str, phone: str) -> str:
-    return str(_REFUSALS.get(reason, _REFUSALS["not_possible"])).format(phone=phone)
+    return str(_REFUSALS.get(reason, _REFUSALS["not_possible"])).format(phone=_phone_text(phone))
 
 
 def _page(

@@ -389,6 +389,7 @@ def _row(
 ) -> Message:
     return Message(
         session=session,
+        clinic_id=session.clinic_id,
         patient=session.patient,
         purpose=purpose,
         key=key,

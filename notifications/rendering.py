@@ -1,9 +1,12 @@
 """Turn a message row into the words that go out, in the patient's language."""
 
 from dataclasses import dataclass
+from datetime import datetime, time
 
 from django.conf import settings
+from django.utils import timezone
 
+from sessions.clock import local_date
 from sessions.models import Session
 
 from .models import CANCELLATIONS, Channel, Message, Purpose
@@ -11,6 +14,8 @@ from .patient_text import in_language, short_date_text, short_time_text
 from .transports.email import Invite
 from .wording import (
     COMPACT_CANCELLED_SMS,
+    COMPACT_OFFER_SMS,
+    COMPACT_RECALL_SMS,
     COMPACT_SMS,
     default_wording,
     fill,
@@ -33,23 +38,31 @@ def patient_url(token: str) -> str:
     return f"{settings.PUBLIC_BASE_URL.rstrip('/')}/r/{token}"
 
 
+_COMPACT = {Purpose.CANCELLED: COMPACT_CANCELLED_SMS, Purpose.CANCEL_ALL: COMPACT_CANCELLED_SMS,
+            Purpose.OFFER: COMPACT_OFFER_SMS, Purpose.RECALL: COMPACT_RECALL_SMS}  # fmt: skip
+
+
 def render(message: Message, *, token: str) -> Rendered | None:
     """The message's words; None for a text that cannot fit one GSM-7 segment in any wording."""
-    session = message.session
     language = message.patient.language
-    values = _values(message, token, language)
+    clinic_id = message.owner.clinic_id
+    if message.session_id is None:
+        values = _owner_values(message, token, language)
+    else:
+        values = _values(message, token, language)
     if message.channel == Channel.EMAIL:
-        wording = wording_for(session, message.purpose, Channel.EMAIL, language)
+        wording = wording_for(clinic_id, message.purpose, Channel.EMAIL, language)
         body = fill(wording.body, values)
-        instructions = session.series.protocol.instructions_in(language)
+        if message.session_id is None:
+            return Rendered(fill(wording.subject, values), body)
+        instructions = message.session.series.protocol.instructions_in(language)
         if message.purpose not in CANCELLATIONS and instructions:
             body += "\n\n" + instructions
         return Rendered(fill(wording.subject, values), body, _invites(message, language))
-    compact = COMPACT_CANCELLED_SMS if message.purpose in CANCELLATIONS else COMPACT_SMS
     with in_language(language):
-        compact_text = str(compact)
+        compact_text = str(_COMPACT.get(message.purpose, COMPACT_SMS))
     candidates = [
-        wording_for(session, message.purpose, Channel.SMS, language).body,
+        wording_for(clinic_id, message.purpose, Channel.SMS, language).body,
         default_wording(message.purpose, Channel.SMS, language).body,
         compact_text,
     ]
@@ -113,6 +126,30 @@ def _values(message: Message, token: str, language: str) -> dict[str, str]:
         session,
         language,
     )
+
+
+def _owner_values(message: Message, token: str, language: str) -> dict[str, str]:
+    """An offer's or a recall's placeholders: the offered time, or the first day a booster is due."""
+    clinic = message.clinic
+    if message.offer is not None:
+        local = message.offer.opening.starts_at.astimezone(clinic.zone)
+        protocol = message.offer.entry.protocol
+    else:
+        recall = message.recall
+        local = datetime.combine(max(recall.next_on, local_date(timezone.now(), clinic.zone)), time(12), clinic.zone)
+        protocol = recall.protocol
+    return {
+        "clinic": clinic.sender_name,
+        "date": short_date_text(local, language),
+        "time": short_time_text(local, language),
+        "link": patient_url(token),
+        "phone": clinic.phone,
+        "address": clinic.address,
+        "number": "1",
+        "count": str(protocol.session_count),
+        "visit": protocol.patient_name_in(language),
+        "schedule": "",
+    }
 
 
 def _invites(message: Message, language: str) -> tuple[Invite, ...]:

@@ -26,7 +26,7 @@ from django.db.models import Count, Q, Subquery
 from django.utils import timezone
 
 from sessions.locking import lock_patient
-from sessions.models import Patient, Session
+from sessions.models import Clinic, Offer, Patient, Recall, Session
 
 from . import links
 from .models import CANCELLATIONS, Channel, ContactStatus, Heartbeat, Message, StaffFlag
@@ -240,7 +240,7 @@ def _begin(message_id: int, now: datetime) -> tuple[Message, Rendered] | str:
             message.status, message.reason = status, reason
             message.save(update_fields=["status", "reason", "updated_at"])
             return status
-        token = links.link_create(session=message.session, message=message)
+        token = links.link_create(session=message.session, offer=message.offer, recall=message.recall, message=message)
         rendered = render(message, token=token)
         if rendered is None:
             message.status, message.reason = Status.FAILED, "the wording does not fit one text"
@@ -258,33 +258,60 @@ def _begin(message_id: int, now: datetime) -> tuple[Message, Rendered] | str:
 
 
 def _refusal(message: Message, patient: Patient, now: datetime) -> tuple[str, str] | None:
-    session: Session = message.session
     if now >= message.expires_at:
-        return Status.EXPIRED, "not sent before the session started"
-    if message.purpose not in CANCELLATIONS:
-        if session.status not in Session.UPCOMING:
-            return Status.CANCELLED, f"session {session.get_status_display().lower()}"
-        if session.version != message.session_version:
-            return Status.CANCELLED, "session moved"
+        return Status.EXPIRED, _expired_reason(message)
+    refused = _owner_refusal(message)
+    if refused is not None:
+        return Status.CANCELLED, refused
     if message.channel == Channel.EMAIL:
         if not (patient.email_enabled and patient.email):
             return Status.SKIPPED, "no email address to send to"
         return None
-    return _sms_refusal(message, patient, now)
+    refused = sms_refusal(patient=patient, clinic=message.clinic, now=now)
+    return None if refused is None else (Status.SKIPPED, refused)
 
 
-def _sms_refusal(message: Message, patient: Patient, now: datetime) -> tuple[str, str] | None:
+def _expired_reason(message: Message) -> str:
+    if message.offer_id is not None:
+        return "the offer ended before it was sent"
+    if message.recall_id is not None:
+        return "not sent within its week"
+    return "not sent before the session started"
+
+
+def _owner_refusal(message: Message) -> str | None:
+    """Why what the message is about no longer wants it sent: a session cancelled or moved (a
+    cancellation notice goes all the same), an offer no longer out, a recall answered."""
+    if message.offer is not None:
+        offer = message.offer
+        return None if offer.status == Offer.Status.OFFERED else f"offer {offer.get_status_display().lower()}"
+    if message.recall is not None:
+        recall = message.recall
+        return None if recall.status in Recall.OPEN else f"recall {recall.get_status_display().lower()}"
+    session: Session = message.session
+    if message.purpose in CANCELLATIONS:
+        return None
+    if session.status not in Session.UPCOMING:
+        return f"session {session.get_status_display().lower()}"
+    if session.version != message.session_version:
+        return "session moved"
+    return None
+
+
+def sms_refusal(*, patient: Patient, clinic: Clinic, now: datetime) -> str | None:
+    """Why a text to the patient cannot go now, or None: opt-out, texts off, a phone the provider
+    refused, quiet hours in the patient's zone, the daily and weekly caps. The patient's row is
+    locked by the caller, so two sends cannot both pass the caps."""
     if patient.sms_opted_out_at is not None:
-        return Status.SKIPPED, "patient opted out of texts"
+        return "patient opted out of texts"
     if not (patient.sms_enabled and patient.phone):
-        return Status.SKIPPED, "texts are off for this patient"
+        return "texts are off for this patient"
     problem = ContactStatus.objects.filter(patient=patient, phone=patient.phone).exclude(sms_problem="").first()
     if problem is not None:
-        return Status.SKIPPED, f"phone refused earlier: {problem.get_sms_problem_display().lower()}"
-    clinic = message.session.clinic
+        return f"phone refused earlier: {problem.get_sms_problem_display().lower()}"
     local = now.astimezone(patient.zone)
     if not clinic.message_window_start <= local.time() < clinic.message_window_end:
-        return Status.SKIPPED, "quiet hours in the patient's time zone"
+        return "quiet hours in the patient's time zone"
     day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
     sent = Message.objects.filter(
         patient=patient,
@@ -293,9 +320,9 @@ def _sms_refusal(message: Message, patient: Patient, now: datetime) -> tuple[str
         sending_started_at__gt=now - timedelta(days=7),
     ).aggregate(today=Count("pk", filter=Q(sending_started_at__gte=day_start)), week=Count("pk"))
     if sent["today"] >= settings.SMS_DAILY_CAP:
-        return Status.SKIPPED, f"daily text limit ({settings.SMS_DAILY_CAP}) reached"
+        return f"daily text limit ({settings.SMS_DAILY_CAP}) reached"
     if sent["week"] >= settings.SMS_WEEKLY_CAP:
-        return Status.SKIPPED, f"weekly text limit ({settings.SMS_WEEKLY_CAP}) reached"
+        return f"weekly text limit ({settings.SMS_WEEKLY_CAP}) reached"
     return None
 
 
@@ -309,7 +336,7 @@ def _deliver(message: Message, rendered: Rendered) -> str:
         to=message.recipient,
         subject=rendered.subject,
         text=rendered.body,
-        sender_name=message.session.clinic.sender_name,
+        sender_name=message.clinic.sender_name,
         invites=rendered.invites,
     )
 
@@ -395,6 +422,9 @@ def _email_fallback(message: Message, now: datetime) -> Message | None:
         return None
     fallback, _ = Message.objects.get_or_create(
         session_id=message.session_id,
+        offer_id=message.offer_id,
+        recall_id=message.recall_id,
+        clinic_id=message.clinic_id,
         purpose=message.purpose,
         key=f"fallback-{message.pk}",
         channel=Channel.EMAIL,
@@ -453,7 +483,16 @@ def _lock_message(message_id: int) -> Message | None:
         return None
     message = (
         Message.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("session__clinic", "session__series__protocol")
+        .select_related(
+            "clinic",
+            "session__clinic",
+            "session__series__protocol",
+            "offer__clinic",
+            "offer__opening",
+            "offer__entry__protocol",
+            "recall__clinic",
+            "recall__protocol",
+        )
         .filter(pk=message_id)
         .first()
     )
@@ -464,7 +503,12 @@ def _lock_message(message_id: int) -> Message | None:
 
 def _flag(message: Message, kind: str, detail: str) -> None:
     StaffFlag.objects.create(
-        patient_id=message.patient_id, session_id=message.session_id, message=message, kind=kind, detail=detail[:300]
+        clinic=message.clinic,
+        patient_id=message.patient_id,
+        session_id=message.session_id,
+        message=message,
+        kind=kind,
+        detail=detail[:300],
     )
 
 

@@ -9,7 +9,8 @@ class MessageSerializer(serializers.ModelSerializer):
     class Meta:
         model = Message
         fields = [
-            "id", "session", "patient", "purpose", "channel", "session_version", "due_at", "expires_at", "status",
+            "id", "clinic", "session", "offer", "recall", "patient", "purpose", "channel", "session_version", "due_at",
+            "expires_at", "status",
             "reason", "attempts", "recipient", "body_redacted", "provider_id", "provider_error", "sent_at",
             "delivered_at", "created_at",
         ]  # fmt: skip

@@ -1,13 +1,24 @@
 """Celery entry points: ids in, a service call, nothing kept in a result backend."""
 
+import logging
+
 from celery import shared_task
 from django.utils import timezone
 
-from . import sending, staff_tasks
+from . import offers, sending, staff_tasks
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True)
 def reminder_tick() -> None:
+    now = timezone.now()
+    # Offers and recalls first: their texts, planned due now, go out with this tick's claim.
+    for work in (offers.offers_tick, offers.recalls_text):
+        try:
+            work(now=now)
+        except Exception:
+            log.exception("tick: %s failed; the sending goes on", work.__name__)
     sending.reminder_tick()
     # Drivers still unconfirmed at T-24 h: checked on the tick, the only periodic task, so that
     # one beat schedule covers it.

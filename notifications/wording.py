@@ -15,7 +15,6 @@ from datetime import datetime
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from sessions.models import Session
 from sessions.validators import clinical_words_in
 
 from .models import Channel, MessageTemplate, Purpose
@@ -45,11 +44,15 @@ _SMS = {
     "cancel_all": _("{clinic}: visits from {date} {time} cancelled. {link} or {phone}. STOP to end"),
     "reflowed": _("{clinic}: new times for your visits, next {date} {time}. All: {link} STOP to end"),
     "link": _("{clinic}: your visit {date} {time}. Reply C to confirm, R to reschedule. {link} STOP to end"),
+    "offer": _("{clinic}: a visit time opened up, {date} {time}. Want it? Book it first here: {link} STOP to end"),
+    "recall": _("{clinic}: it is time to book your next visit, from {date}. Pick a time: {link} STOP to end"),
 }
 # Last resort when a clinic's long name or address leaves no room: still one segment, still says
 # how to confirm (or that the visit is off) and how to stop.
 COMPACT_SMS = _("{clinic}: {date} {time}. C=confirm R=reschedule {link} STOP=end")
 COMPACT_CANCELLED_SMS = _("{clinic}: {date} {time} cancelled. {link} STOP=end")
+COMPACT_OFFER_SMS = _("{clinic}: {date} {time} is free. Book: {link} STOP=end")
+COMPACT_RECALL_SMS = _("{clinic}: book your next visit: {link} STOP=end")
 
 _EMAIL_SUBJECT = {
     "booked": _("Your visits at {clinic} are booked"),
@@ -59,6 +62,8 @@ _EMAIL_SUBJECT = {
     "cancel_all": _("Your visits at {clinic} are cancelled"),
     "reflowed": _("New times for your visits at {clinic}"),
     "link": _("Your link for your visit at {clinic} on {date}"),
+    "offer": _("A visit time opened up at {clinic} on {date}"),
+    "recall": _("Time to book your next visit at {clinic}"),
 }
 _EMAIL_BODY = _(
     "Hello,\n\n{intro}\n\nWhen: {date} at {time}\nWhere: {address}\nVisit {number} of {count}.\n\n"
@@ -72,6 +77,20 @@ _EMAIL_INTRO = {
     "cancel_all": _("Your remaining visits have been cancelled, starting with this one. Call us to book new times."),
     "reflowed": _("Your visits have new times:\n\n{schedule}\n\nThe next one:"),
     "link": _("Here is the link to your visit again: confirm it, choose another time or cancel it there."),
+}
+
+
+# An offer and a recall name no booked visit: their emails have words of their own.
+_EMAIL_OWN_BODY = {
+    "offer": _(
+        "Hello,\n\nA time you were waiting for has opened up:\n\nWhen: {date} at {time}\nWhere: {address}\n\n"
+        "The first person on our list to book it gets it. Book it here: {link}\n"
+        "Questions: call us at {phone}.\n\n{clinic}"
+    ),
+    "recall": _(
+        "Hello,\n\nIt is time to book your next visit, from {date} on.\n\nPick a time that suits you here: {link}\n"
+        "Not now? You can tell us there too. Questions: call us at {phone}.\n\n{clinic}"
+    ),
 }
 
 
@@ -170,13 +189,15 @@ def default_wording(purpose: str, channel: str, language: str) -> Wording:
     with in_language(language):
         if channel == Channel.SMS:
             return Wording("", str(_SMS[purpose]))
+        if purpose in _EMAIL_OWN_BODY:
+            return Wording(str(_EMAIL_SUBJECT[purpose]), str(_EMAIL_OWN_BODY[purpose]))
         body = str(_EMAIL_BODY).replace("{intro}", str(_EMAIL_INTRO[purpose]))
         return Wording(str(_EMAIL_SUBJECT[purpose]), body)
 
 
-def wording_for(session: Session, purpose: str, channel: str, language: str) -> Wording:
+def wording_for(clinic_id: int, purpose: str, channel: str, language: str) -> Wording:
     own = MessageTemplate.objects.filter(
-        clinic_id=session.clinic_id, purpose=purpose, channel=channel, language=language
+        clinic_id=clinic_id, purpose=purpose, channel=channel, language=language
     ).first()
     return Wording(own.subject, own.body) if own else default_wording(purpose, channel, language)
 

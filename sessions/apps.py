@@ -13,7 +13,7 @@ class BookingConfig(AppConfig):
         from django.contrib import admin
         from django.db.models.signals import post_migrate
 
-        from . import audit
+        from . import audit, waitlist  # noqa: F401 (waitlist: its receivers record freed chair time)
         from .admin import unscoped_admins_restrict
         from .roles import booking_roles_sync
 

@@ -671,6 +671,8 @@ class Recall(StaysInItsClinic):
     status = models.CharField(max_length=9, choices=Status.choices, default=Status.DUE)
     snoozed_until = models.DateField(null=True, blank=True)
     booked_series = models.ForeignKey(Series, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The day (due_on, or the end of a snooze) the patient was last texted for: one text per.
+    texted_for = models.DateField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     closed_at = models.DateTimeField(null=True, blank=True)
 
@@ -686,6 +688,71 @@ class Recall(StaysInItsClinic):
     def next_on(self) -> date:
         """When staff should act: the due day, or the end of a snooze."""
         return self.snoozed_until if self.status == self.Status.SNOOZED and self.snoozed_until else self.due_on
+
+
+class Opening(StaysInItsClinic):
+    """Chair time freed ahead of its start (a cancel, a move away): the beat tick offers it to the
+    waitlist (notifications/offers.py) until it is filled, its time comes too close, or staff
+    book it otherwise."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        FILLED = "filled", "Filled from the waitlist"
+        LAPSED = "lapsed", "Lapsed"
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="openings")
+    starts_at = models.DateTimeField()
+    # The chair the freed session held; empty: any chair free then (a move's old time).
+    chair = models.ForeignKey(Chair, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    freed_by = models.ForeignKey("Session", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=6, choices=Status.choices, default=Status.OPEN)
+    reason = models.CharField(max_length=200, blank=True)
+    # When the tick last looked for candidates: a time nobody fits is looked at again later, not
+    # on every tick.
+    checked_at = models.DateTimeField(null=True, blank=True)
+    filled_series = models.ForeignKey(Series, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["starts_at", "id"]
+        indexes = [models.Index(fields=["starts_at"], condition=Q(status="open"), name="opening_open_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.clinic}: {self.starts_at:%Y-%m-%d %H:%M} UTC ({self.status})"
+
+
+class Offer(StaysInItsClinic):
+    """A freed time offered to one waitlisted patient by text, with a link. The first patient to
+    accept an opening gets it; the rest of its offers end as taken."""
+
+    class Status(models.TextChoices):
+        OFFERED = "offered", "Offered"
+        ACCEPTED = "accepted", "Accepted"
+        DECLINED = "declined", "Declined"
+        EXPIRED = "expired", "Expired"
+        TAKEN = "taken", "No longer available"
+        UNREACHED = "unreached", "Not reached"
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="offers")
+    opening = models.ForeignKey(Opening, on_delete=models.CASCADE, related_name="offers")
+    entry = models.ForeignKey(WaitlistEntry, on_delete=models.CASCADE, related_name="offers")
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="offers")
+    expires_at = models.DateTimeField()
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.OFFERED)
+    created_at = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["opening", "entry"], name="offer_once_per_entry")]
+        indexes = [models.Index(fields=["expires_at"], condition=Q(status="offered"), name="offer_out_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.patient}: {self.opening} ({self.status})"
 
 
 class AuditEvent(models.Model):

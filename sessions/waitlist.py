@@ -18,13 +18,15 @@ from datetime import date, datetime, time
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.dispatch import receiver
 from django.utils import timezone
 
+from . import signals
 from .calendar import BOOKING_HORIZON, BookingConflict
 from .clock import local_date
 from .locking import lock_clinic_and_patient
-from .models import Chair, Clinic, Patient, Protocol, Series, Session, WaitlistEntry
+from .models import Chair, Clinic, Offer, Opening, Patient, Protocol, Series, Session, WaitlistEntry
 from .selectors import self_service_notice
 from .services import audit_record, series_book, series_plan, session_move_check, session_reschedule
 
@@ -146,11 +148,13 @@ def waitlist_candidates(
     chair: Chair | None = None,
     limit: int = 5,
     self_service: bool = False,
+    opening: Opening | None = None,
     now: datetime | None = None,
 ) -> list[Candidate]:
     """The waiting entries, best-ranked first, for whom a booking from `starts_at` (on `chair`,
     else any free one) keeps every rule; with `self_service`, also the minimum notice a patient
-    acting alone must keep (rule 13), as an offer they accept by link would."""
+    acting alone must keep (rule 13), as an offer they accept by link would. With `opening`,
+    only entries not offered it yet and with no other offer out."""
     now = now or timezone.now()
     local = starts_at.astimezone(clinic.zone)
     day, clock = local.date(), local.time()
@@ -166,6 +170,11 @@ def waitlist_candidates(
             earliest__lte=day, latest__gte=day,
         )
     )  # fmt: skip
+    if opening is not None:
+        offers = Offer.objects.filter(entry=OuterRef("pk"))
+        entries = entries.exclude(Exists(offers.filter(opening=opening))).exclude(
+            Exists(offers.filter(status=Offer.Status.OFFERED))
+        )
     found: list[Candidate] = []
     for entry in entries[:CANDIDATE_TRIES]:
         starts = _fits(entry, starts_at, chair, self_service=self_service, now=now)
@@ -202,11 +211,13 @@ def waitlist_fill(
     chair: Chair | None = None,
     actor=None,
     via: str = Session.Channel.STAFF,
+    opening: Opening | None = None,
     now: datetime | None = None,
 ) -> Series:
     """Book the waiting patient at `starts_at`: their new series, placed from there, or their
     session moved there. All or nothing, with the same rules and locks as any booking; the entry
-    is then closed as booked. Refused (409 `waitlist_closed`) where it no longer waits."""
+    is then closed as booked, and `opening` (the freed time it fills) as filled, its offers still
+    out ended as taken. Refused (409 `waitlist_closed`) where it no longer waits."""
     now = now or timezone.now()
     with transaction.atomic():
         lock_clinic_and_patient(clinic_id=entry.clinic_id, patient_id=entry.patient_id)
@@ -232,4 +243,142 @@ def waitlist_fill(
         entry.save(update_fields=["status", "booked_series", "closed_at"])
         audit_record(patient=entry.patient_id, series=series, action="filled from waitlist", via=via, actor=actor,
                      at=now, detail=entry.wish)  # fmt: skip
+        if opening is not None:
+            _opening_fill(opening, series, now)
     return series
+
+
+def _opening_fill(opening: Opening, series: Series, now: datetime) -> None:
+    Opening.objects.filter(pk=opening.pk, status=Opening.Status.OPEN).update(
+        status=Opening.Status.FILLED, filled_series=series, closed_at=now
+    )
+    Offer.objects.filter(opening_id=opening.pk, status=Offer.Status.OFFERED).update(
+        status=Offer.Status.TAKEN, closed_at=now
+    )
+
+
+def opening_of(*, session: Session, now: datetime | None = None) -> Opening | None:
+    """The open opening a cancelled session's time left, made now where it has none (a cancel
+    from before openings were recorded); None once its time has come or it was filled."""
+    now = now or timezone.now()
+    if session.status != Session.Status.CANCELLED or session.starts_at <= now:
+        return None
+    found = Opening.objects.filter(freed_by=session, starts_at=session.starts_at).order_by("-pk").first()
+    if found is None:
+        opening_record(session=session, starts_at=session.starts_at, chair_id=session.chair_id, reason="cancelled",
+                       now=now)  # fmt: skip
+        found = Opening.objects.filter(freed_by=session, starts_at=session.starts_at).order_by("-pk").first()
+    return found if found is not None and found.status == Opening.Status.OPEN else None
+
+
+def opening_record(*, session: Session, starts_at: datetime, chair_id: int | None, reason: str, now: datetime) -> None:
+    """Chair time `session` held from `starts_at` is free again, ahead of its start: the tick
+    offers it to the waitlist. Called inside the cancel's or the move's transaction."""
+    if starts_at > now:
+        Opening.objects.create(
+            clinic_id=session.clinic_id, starts_at=starts_at, chair_id=chair_id, freed_by=session, reason=reason,
+            created_at=now,
+        )  # fmt: skip
+
+
+def openings_lapse(*, session: Session, reason: str, now: datetime) -> int:
+    """The session holds its time again (a cancel taken back): the openings it left close, and
+    their offers still out end as taken."""
+    ids = list(
+        Opening.objects.filter(freed_by=session, status=Opening.Status.OPEN, starts_at=session.starts_at).values_list(
+            "pk", flat=True
+        )
+    )
+    Offer.objects.filter(opening_id__in=ids, status=Offer.Status.OFFERED).update(
+        status=Offer.Status.TAKEN, closed_at=now
+    )
+    return Opening.objects.filter(pk__in=ids).update(status=Opening.Status.LAPSED, reason=reason, closed_at=now)
+
+
+@dataclass(frozen=True)
+class OfferAnswer:
+    # "accepted", or why not: "expired", "taken" (someone else, or the time is gone), "declined",
+    # "closed" (the patient left the list, or booked otherwise)
+    outcome: str
+    series: Series | None = None
+
+
+def offer_accept(*, offer: Offer, now: datetime | None = None) -> OfferAnswer:
+    """The patient takes the offered time: the first accept of an opening books it (through
+    waitlist_fill, every rule checked again); every later one, and one past its expiry, books
+    nothing. Locks: clinic → patient (as every booking), then the opening and the offer, so two
+    accepts of one opening queue on the clinic and the second finds it filled."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        lock_clinic_and_patient(clinic_id=offer.clinic_id, patient_id=offer.patient_id)
+        opening = Opening.objects.select_for_update(no_key=True).get(pk=offer.opening_id)
+        offer = Offer.objects.select_for_update(no_key=True).select_related("entry").get(pk=offer.pk)
+        if offer.status == Offer.Status.ACCEPTED:
+            return OfferAnswer("accepted", opening.filled_series)
+        if offer.status != Offer.Status.OFFERED:
+            return OfferAnswer("taken" if offer.status == Offer.Status.UNREACHED else offer.status)
+        if now >= offer.expires_at:
+            _offer_close(offer, Offer.Status.EXPIRED, now)
+            return OfferAnswer("expired")
+        if offer.entry.status != WaitlistEntry.Status.WAITING:
+            _offer_close(offer, Offer.Status.TAKEN, now)
+            return OfferAnswer("closed")
+        if opening.status != Opening.Status.OPEN:
+            _offer_close(offer, Offer.Status.TAKEN, now)
+            return OfferAnswer("taken")
+        try:
+            with transaction.atomic():
+                series = waitlist_fill(
+                    entry=offer.entry, starts_at=opening.starts_at, chair=opening.chair, via=Session.Channel.LINK,
+                    opening=opening, now=now,
+                )  # fmt: skip
+        except (BookingConflict, ValidationError):
+            # The time went another way meanwhile (staff booked it): nobody can have it now.
+            _offer_close(offer, Offer.Status.TAKEN, now)
+            return OfferAnswer("taken")
+        # waitlist_fill ended the opening's other offers as taken; this one is the accepted one.
+        _offer_close(offer, Offer.Status.ACCEPTED, now)
+        audit_record(patient=offer.patient_id, series=series, action="accepted", via=Session.Channel.LINK, at=now,
+                     detail=f"offer of {_clinic_moment(opening)}")  # fmt: skip
+    return OfferAnswer("accepted", series)
+
+
+def offer_decline(*, offer: Offer, leave: bool = False, now: datetime | None = None) -> OfferAnswer:
+    """ "No thanks": the offer ends and the next patient is offered the time at the next tick;
+    with `leave`, the patient also leaves the waitlist."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        offer = Offer.objects.select_for_update(no_key=True).select_related("entry").get(pk=offer.pk)
+        answer = OfferAnswer(offer.status)
+        if offer.status == Offer.Status.OFFERED:
+            _offer_close(offer, Offer.Status.DECLINED, now)
+            audit_record(patient=offer.patient_id, clinic=offer.clinic_id, action="offer declined",
+                         via=Session.Channel.LINK, at=now, detail=offer.entry.wish)  # fmt: skip
+            answer = OfferAnswer("declined")
+    if leave:
+        waitlist_remove(entry=offer.entry, via=Session.Channel.LINK, now=now)
+    return answer
+
+
+def _offer_close(offer: Offer, status: str, now: datetime) -> None:
+    offer.status, offer.closed_at = status, now
+    offer.save(update_fields=["status", "closed_at"])
+
+
+def _clinic_moment(opening: Opening) -> str:
+    return f"{opening.starts_at.astimezone(opening.clinic.zone):%a %d %b %H:%M}"
+
+
+@receiver(signals.session_status_changed, dispatch_uid="waitlist-openings-status")
+def _on_status_changed(sender, session: Session, now: datetime, previous_status: str = "", **kwargs) -> None:
+    if session.status == Session.Status.CANCELLED and previous_status in Session.UPCOMING:
+        opening_record(session=session, starts_at=session.starts_at, chair_id=session.chair_id,
+                       reason="cancelled", now=now)  # fmt: skip
+    elif previous_status == Session.Status.CANCELLED:
+        openings_lapse(session=session, reason="cancel taken back", now=now)
+
+
+@receiver(signals.session_moved, dispatch_uid="waitlist-openings-moved")
+def _on_moved(sender, session: Session, previous_starts_at: datetime, now: datetime, **kwargs) -> None:
+    # The old chair may be the new one too (a move within the day): any chair free then will do.
+    opening_record(session=session, starts_at=previous_starts_at, chair_id=None, reason="moved", now=now)

@@ -276,6 +276,16 @@ if not WAITLIST_RANKING or not set(WAITLIST_RANKING) <= {"needed_by", "waited"}:
 # one not booked RECALL_OVERDUE_DAYS after it fell due overdue.
 RECALL_SOON_DAYS = env.int("RECALL_SOON_DAYS", default=14)
 RECALL_OVERDUE_DAYS = env.int("RECALL_OVERDUE_DAYS", default=14)
+# Offers of freed chair time (notifications/offers.py): how many waiting patients the tick offers
+# one time to at once (the first to book it gets it), how long an offer stands (never past the
+# visit's minimum notice), and how often a time nobody fitted is looked at again.
+WAITLIST_OFFER_BATCH = env.int("WAITLIST_OFFER_BATCH", default=1)
+WAITLIST_OFFER_MINUTES = env.int("WAITLIST_OFFER_MINUTES", default=60)
+WAITLIST_RECHECK_MINUTES = env.int("WAITLIST_RECHECK_MINUTES", default=15)
+if WAITLIST_OFFER_BATCH < 1 or WAITLIST_OFFER_MINUTES < 10:
+    raise ImproperlyConfigured("WAITLIST_OFFER_BATCH must be 1 or more, WAITLIST_OFFER_MINUTES 10 or more.")
+# A booster recall is texted (and emailed) this many days before it falls due.
+RECALL_TEXT_LEAD_DAYS = env.int("RECALL_TEXT_LEAD_DAYS", default=7)
 
 # The staff pages (scheduler/staff) sign in on their own page; the admin keeps its own.
 LOGIN_URL = "staff:login"

@@ -270,12 +270,17 @@ class PatientRecord:
         return rows
 
     @property
+    def offer_and_recall_messages(self) -> list[Message]:
+        return [m for m in self.messages if m.session_id is None]
+
+    @property
     def messages_by_series(self) -> list[SeriesMessages]:
         """Each series' messages, newest series first as the page lists them, in the order they
         were due: what went out (or was withdrawn), then what is still to go."""
         by_series: dict[int, list[Message]] = {}
         for message in self.messages:
-            by_series.setdefault(message.session.series_id, []).append(message)
+            if message.session is not None:  # an offer's or a recall's: messages_of_waitlist
+                by_series.setdefault(message.session.series_id, []).append(message)
         return [
             SeriesMessages(
                 series=series,
@@ -300,7 +305,7 @@ def patient_record(*, patient: Patient, now: datetime | None = None) -> PatientR
         .prefetch_related(Prefetch("sessions", queryset=sessions.order_by("number", "starts_at")))
     )
     messages = (
-        Message.objects.filter(patient=patient).select_related("session__clinic", "rule").order_by("due_at", "id")
+        Message.objects.filter(patient=patient).select_related("clinic", "session", "rule").order_by("due_at", "id")
     )
     # A phone shared by two of the clinic's patients leaves the text unassigned: it belongs on
     # both their pages. Another clinic's copy of the text is never shown here.

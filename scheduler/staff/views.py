@@ -31,12 +31,12 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from notifications import inbox, planning
+from notifications import inbox, offers, planning
 from sessions import recalls, services, waitlist
 from sessions import selectors as booking_selectors
 from sessions.access import clinics_for, within_clinics
 from sessions.calendar import BookingConflict
-from sessions.models import AuditEvent, Chair, Clinic, Recall, Series, Session, WaitlistEntry
+from sessions.models import AuditEvent, Chair, Clinic, Offer, Recall, Series, Session, WaitlistEntry
 
 from . import forms, selectors, two_factor
 from .board import board_build, month_build, week_build
@@ -524,24 +524,38 @@ def recall_answer(request: HttpRequest, recall_id: int) -> HttpResponse:
 
 @staff_view("booking.add_series")
 def session_fill(request: HttpRequest, session_id: int) -> HttpResponse:
-    """A cancelled session's chair time, offered to the waitlist by hand: the patients
-    for whom it keeps every rule, best-ranked first, each booked with one click (after a call)."""
+    """A cancelled session's chair time and the waitlist: the patients for whom it keeps every
+    rule, best-ranked first, each booked with one click (after a call) or offered it by text; and
+    the offers the tick or staff made of it, with their state."""
     session = get_object_or_404(selectors.sessions_for(request.user), pk=session_id)
+    board = _board_url(session.clinic_id, session.clinic.local(session.starts_at).date())
     if session.status != Session.Status.CANCELLED or session.starts_at <= timezone.now():
         messages.info(request, "Only the time of a cancelled session still to come can be filled from the waitlist.")
-        return redirect(_board_url(session.clinic_id, session.clinic.local(session.starts_at).date()))
+        return redirect(board)
+    opening = waitlist.opening_of(session=session)
     if request.method == "POST":
         chosen = request.POST.get("entry", "")
         wanted = int(chosen) if chosen.isdigit() and len(chosen) < 12 else 0
         entry = get_object_or_404(selectors.waitlist_for(request.user), pk=wanted)
+        if request.POST.get("action") == "offer":
+            made = opening and offers.offer_by_hand(opening=opening, entry=entry, actor=request.user)
+            if made:
+                messages.success(
+                    request, f"{entry.patient} offered the time by text, until {made.expires_at:%H:%M} UTC."
+                )
+            else:
+                messages.error(request, f"Not offered: {entry.patient} cannot be reached now, was offered it already, "
+                                        "or the time is no longer open.")  # fmt: skip
+            return redirect("staff:session-fill", session.pk)
         with _refusals_shown(request, "Not booked"):
             series = waitlist.waitlist_fill(
-                entry=entry, starts_at=session.starts_at, chair=session.chair, actor=request.user
+                entry=entry, starts_at=session.starts_at, chair=session.chair, actor=request.user, opening=opening
             )
             messages.success(request, f"{entry.patient} booked from the waitlist: {series.protocol}.")
-            return redirect(_board_url(session.clinic_id, session.clinic.local(session.starts_at).date()))
+            return redirect(board)
     candidates = waitlist.waitlist_candidates(clinic=session.clinic, starts_at=session.starts_at, chair=session.chair)
-    context = {"session": session, "candidates": candidates}
+    made = Offer.objects.filter(opening__freed_by=session).select_related("patient", "entry__protocol")
+    context = {"session": session, "candidates": candidates, "opening": opening, "offers": made}
     return _render(request, "staff/fill.html", context, section="waitlist")
 
 

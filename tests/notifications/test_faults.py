@@ -40,6 +40,7 @@ def due_reminders(count: int) -> list[Message]:
     return Message.objects.bulk_create(
         Message(
             session=session,
+            clinic_id=session.clinic_id,
             patient_id=session.patient_id,
             purpose=Purpose.REMINDER,
             key="fault-test",

@@ -47,7 +47,8 @@ def test_an_insert_leaves_out_rows_that_break_a_unique_key_and_keeps_the_rest(se
 
     def row(key: str) -> Message:
         return Message(
-            session=session, patient=session.patient, purpose=Purpose.REMINDER, key=key, channel=Channel.EMAIL,
+            session=session, clinic_id=session.clinic_id, patient=session.patient, purpose=Purpose.REMINDER, key=key,
+            channel=Channel.EMAIL,
             session_version=session.version, due_at=session.starts_at - timedelta(hours=5),
             expires_at=session.starts_at, recipient=session.patient.email,
         )  # fmt: skip

@@ -84,6 +84,7 @@ def day_of_sessions(clinic: Clinic, protocol: Protocol, day: date, count: int, *
     Message.objects.bulk_create(
         Message(
             session=s,
+            clinic_id=s.clinic_id,
             patient=s.patient,
             purpose=Purpose.REMINDER,
             key="24h",

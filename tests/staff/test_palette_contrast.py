@@ -57,6 +57,7 @@ def test_every_coloured_rule_reads_at_aa(sheet):
 
 
 def test_the_check_finds_a_pale_badge():
-    css = ":root { --warn: #a86410; --warn-soft: #fdf3e2; }\n.badge-due { background: var(--warn-soft); color: var(--warn); }"
+    css = ":root { --warn: #a86410; --warn-soft: #fdf3e2; }\n"
+    css += ".badge-due { background: var(--warn-soft); color: var(--warn); }"
     ((_, fg, bg),) = pairs(css)
     assert 4.2 < contrast(fg, bg) < 4.5
