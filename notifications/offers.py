@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from scheduler.bulk import rows_insert
@@ -203,7 +203,9 @@ def recalls_text(*, now: datetime | None = None) -> int:
     lead = timedelta(days=settings.RECALL_TEXT_LEAD_DAYS)
     # Widely by UTC's date, then exactly by each clinic's.
     near = now.date() + lead + timedelta(days=1)
-    recalls = Recall.objects.filter(status__in=Recall.OPEN, due_on__lte=near).select_related("clinic", "protocol")
+    recalls = Recall.objects.filter(
+        Q(status=Recall.Status.DUE, due_on__lte=near) | Q(status=Recall.Status.SNOOZED, snoozed_until__lte=near)
+    ).select_related("clinic", "protocol")
     texted = 0
     for recall in recalls.order_by("due_on", "pk")[: settings.REMINDER_TICK_BATCH]:
         today = local_date(now, recall.clinic.zone)
