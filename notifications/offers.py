@@ -26,6 +26,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from scheduler.bulk import rows_insert
+from sessions.calendar import BookingConflict
 from sessions.clock import local_date
 from sessions.locking import lock_patient
 from sessions.models import AuditEvent, Offer, Opening, Patient, Recall, WaitlistEntry
@@ -34,7 +35,7 @@ from sessions.services import audit_record
 from sessions.waitlist import Candidate, waitlist_candidates
 
 from .models import Channel, Message, Purpose
-from .planning import channels_for, shift_out_of_quiet_hours
+from .planning import channels_for, shift_out_of_quiet_hours, tick_kick
 from .sending import sms_refusal
 
 log = logging.getLogger(__name__)
@@ -183,17 +184,40 @@ def _reachable(patient: Patient, opening: Opening, now: datetime) -> list[str]:
     return channels
 
 
-def offer_by_hand(*, opening: Opening, entry: WaitlistEntry, actor, now: datetime | None = None) -> Offer | None:
+def offer_by_hand(*, opening: Opening, entry: WaitlistEntry, actor, now: datetime | None = None) -> Offer:
     """Staff offer the time to one waiting patient of their choosing: the same offer, text and
-    expiry as the tick's. None where the patient cannot be reached now."""
+    expiry as the tick's. Refused (409 `offer_not_made`) saying why where it cannot be made."""
     now = now or timezone.now()
     with transaction.atomic():
-        opening = Opening.objects.select_for_update(no_key=True).select_related("clinic", "chair").get(pk=opening.pk)
-        if opening.status != Opening.Status.OPEN or entry.status != WaitlistEntry.Status.WAITING:
-            return None
-        if Offer.objects.filter(opening=opening, entry=entry).exists():
-            return None
-        return _offer_make(opening, entry, now, actor=actor)
+        opening = (
+            Opening.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("clinic", "chair")
+            .get(pk=opening.pk)
+        )
+        refusal = _hand_refusal(opening, entry, now)
+        if refusal:
+            raise BookingConflict("offer_not_made", refusal)
+        offer = _offer_make(opening, entry, now, actor=actor)
+        if offer is None:
+            unreachable = "texts off, opted out, quiet hours or a cap, and no email"
+            raise BookingConflict("offer_not_made", f"{entry.patient} cannot be reached now ({unreachable}).")
+        tick_kick()
+    return offer
+
+
+def _hand_refusal(opening: Opening, entry: WaitlistEntry, now: datetime) -> str:
+    if opening.status != Opening.Status.OPEN or opening.starts_at <= now:
+        return "This time is no longer open."
+    if entry.status != WaitlistEntry.Status.WAITING:
+        return f"{entry.patient} is no longer waiting."
+    if entry.clinic_id != opening.clinic_id:
+        return "That waitlist entry is another clinic's."
+    if Offer.objects.filter(opening=opening, entry=entry).exists():
+        return f"{entry.patient} was offered this time already."
+    notice = self_service_notice(clinic=opening.clinic, protocol=entry.protocol)
+    if opening.starts_at - notice - now < SHORTEST_OFFER:
+        return "An offer would end in under 10 minutes, before the minimum notice: call the patient instead."
+    return ""
 
 
 def recalls_text(*, now: datetime | None = None) -> int:

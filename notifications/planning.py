@@ -410,6 +410,11 @@ def _save(rows: list[Message]) -> list[Message]:
     return rows
 
 
+def tick_kick() -> None:
+    """Wake the tick now (after the commit) for what a person just made due: a staff offer."""
+    transaction.on_commit(_kick_tick)
+
+
 def _kick_tick() -> None:
     if settings.REMINDER_KICK_ON_BOOKING:
         from .tasks import reminder_tick

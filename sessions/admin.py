@@ -24,6 +24,8 @@ from .models import (
     Chair,
     Clinic,
     ClosedDate,
+    Offer,
+    Opening,
     OpeningHours,
     Patient,
     Protocol,
@@ -273,6 +275,26 @@ class RecallAdmin(ReadOnlyAdmin):
     list_display = ["patient", "protocol", "clinic", "due_on", "status", "snoozed_until"]
     list_filter = ["clinic", "status"]
     list_select_related = ["patient", "protocol", "clinic"]
+
+
+@admin.register(Opening)
+class OpeningAdmin(ReadOnlyAdmin):
+    """Chair time freed ahead, recorded on a cancel or a move and offered by the tick (notifications/offers.py)."""
+
+    list_display = ["starts_at", "clinic", "chair", "freed_by", "reason", "status", "filled_series", "closed_at"]
+    list_filter = ["clinic", "status"]
+    list_select_related = ["clinic", "chair"]
+    raw_id_fields = ["freed_by", "filled_series"]
+
+
+@admin.register(Offer)
+class OfferAdmin(ReadOnlyAdmin):
+    """A freed time offered to a waiting patient; answered on the patient's link."""
+
+    list_display = ["created_at", "patient", "clinic", "opening", "status", "expires_at", "created_by", "closed_at"]
+    list_filter = ["clinic", "status"]
+    list_select_related = ["patient", "clinic", "opening__clinic", "created_by"]
+    raw_id_fields = ["opening", "entry", "patient"]
 
 
 @admin.register(AuditEvent)

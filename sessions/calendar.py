@@ -51,6 +51,7 @@ RULES: dict[str, tuple[int, str]] = {
     "short_notice": (13, "self-service never offers a time sooner than the clinic's minimum notice"),
     "attendance_times": (15, "chair-out follows chair-in, and neither is in the future"),
     "waitlist_closed": (0, "only a waitlist entry still waiting is booked from the waitlist"),
+    "offer_not_made": (0, "a freed time is offered once to a waiting patient, by a channel that reaches them now"),
 }
 
 

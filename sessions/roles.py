@@ -13,7 +13,10 @@ SCHEDULER, NURSE, CLINIC_ADMIN = "Scheduler", "Nurse", "Clinic admin"
 _CONFIG = ("clinic", "chair", "protocol", "openinghours", "closeddate", "staffingblock")
 _VIEW = [f"view_{m}" for m in (*_CONFIG, "patient", "series", "session")]
 
-_WAITLIST = ["view_waitlistentry", "add_waitlistentry", "change_waitlistentry", "view_recall", "change_recall"]
+_WAITLIST = [
+    "view_waitlistentry", "add_waitlistentry", "change_waitlistentry", "view_recall", "change_recall", "view_offer",
+    "add_offer",
+]  # fmt: skip
 
 BOOKING_ROLES: dict[str, list[str]] = {
     SCHEDULER: _VIEW

@@ -312,7 +312,7 @@ def offer_accept(*, offer: Offer, now: datetime | None = None) -> OfferAnswer:
     with transaction.atomic():
         lock_clinic_and_patient(clinic_id=offer.clinic_id, patient_id=offer.patient_id)
         opening = Opening.objects.select_for_update(no_key=True).get(pk=offer.opening_id)
-        offer = Offer.objects.select_for_update(no_key=True).select_related("entry").get(pk=offer.pk)
+        offer = Offer.objects.select_for_update(no_key=True, of=("self",)).select_related("entry").get(pk=offer.pk)
         if offer.status == Offer.Status.ACCEPTED:
             return OfferAnswer("accepted", opening.filled_series)
         if offer.status != Offer.Status.OFFERED:
@@ -348,7 +348,7 @@ def offer_decline(*, offer: Offer, leave: bool = False, now: datetime | None = N
     with `leave`, the patient also leaves the waitlist."""
     now = now or timezone.now()
     with transaction.atomic():
-        offer = Offer.objects.select_for_update(no_key=True).select_related("entry").get(pk=offer.pk)
+        offer = Offer.objects.select_for_update(no_key=True, of=("self",)).select_related("entry").get(pk=offer.pk)
         answer = OfferAnswer(offer.status)
         if offer.status == Offer.Status.OFFERED:
             _offer_close(offer, Offer.Status.DECLINED, now)

@@ -538,14 +538,13 @@ def session_fill(request: HttpRequest, session_id: int) -> HttpResponse:
         wanted = int(chosen) if chosen.isdigit() and len(chosen) < 12 else 0
         entry = get_object_or_404(selectors.waitlist_for(request.user), pk=wanted)
         if request.POST.get("action") == "offer":
-            made = opening and offers.offer_by_hand(opening=opening, entry=entry, actor=request.user)
-            if made:
-                messages.success(
-                    request, f"{entry.patient} offered the time by text, until {made.expires_at:%H:%M} UTC."
-                )
+            if opening is None:
+                messages.error(request, "Not offered: this time is no longer open.")
             else:
-                messages.error(request, f"Not offered: {entry.patient} cannot be reached now, was offered it already, "
-                                        "or the time is no longer open.")  # fmt: skip
+                with _refusals_shown(request, "Not offered"):
+                    made = offers.offer_by_hand(opening=opening, entry=entry, actor=request.user)
+                    until = session.clinic.local(made.expires_at)
+                    messages.success(request, f"{entry.patient} is offered the time until {until:%H:%M}.")
             return redirect("staff:session-fill", session.pk)
         with _refusals_shown(request, "Not booked"):
             series = waitlist.waitlist_fill(

@@ -32,6 +32,8 @@ from sessions.models import (
     Chair,
     Clinic,
     ClosedDate,
+    Offer,
+    Opening,
     Patient,
     Protocol,
     Recall,
@@ -72,6 +74,13 @@ def clinic_rows(clinic: Clinic) -> dict[type[Model], Model]:
         provider_id=f"SM{clinic.pk:032d}",
     )
     received = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    entry = WaitlistEntry.objects.create(
+        clinic=clinic, patient=patient, protocol=protocol, earliest=date(2026, 1, 5), latest=date(2026, 1, 9)
+    )
+    opening = Opening.objects.create(clinic=clinic, starts_at=session.starts_at, chair=chair, created_at=received)
+    offer = Offer.objects.create(
+        clinic=clinic, opening=opening, entry=entry, patient=patient, expires_at=session.starts_at, created_at=received
+    )
     rows: list[Model] = [
         clinic,
         chair,
@@ -97,9 +106,9 @@ def clinic_rows(clinic: Clinic) -> dict[type[Model], Model]:
         StaffFlag.objects.create(patient=patient, session=session, message=message, kind="sms_failed", detail="x"),
         OutboxText.objects.create(message=message, to=patient.phone, body="See you"),
         ContactStatus.objects.create(patient=patient, phone=patient.phone),
-        WaitlistEntry.objects.create(
-            clinic=clinic, patient=patient, protocol=protocol, earliest=date(2026, 1, 5), latest=date(2026, 1, 9)
-        ),
+        entry,
+        opening,
+        offer,
         Recall.objects.create(
             clinic=clinic, patient=patient, series=session.series, protocol=protocol, due_on=date(2026, 2, 3)
         ),  # fmt: skip
@@ -111,6 +120,18 @@ def clinic_rows(clinic: Clinic) -> dict[type[Model], Model]:
             patient=patient,
             session=session,
             needs_staff=True,
+        ),
+        # The message the admin's checks look at: an offer's, whose clinic is no session's.
+        Message.objects.create(
+            offer=offer,
+            patient=patient,
+            purpose=Purpose.OFFER,
+            key="offer",
+            channel=Channel.SMS,
+            session_version=0,
+            due_at=received,
+            expires_at=session.starts_at,
+            recipient=patient.phone,
         ),
     ]
     return {type(row): row for row in rows}
