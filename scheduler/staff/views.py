@@ -491,6 +491,12 @@ def waitlist_page(request: HttpRequest) -> HttpResponse:
     """Every clinic's waiting entries the user may see, in the order a freed time offers them."""
     clinics = list(clinics_for(request.user))
     lists = [(clinic, list(waitlist.waitlist_waiting(clinic=clinic))) for clinic in clinics]
+    # The offer out to each entry, if any: staff see who holds a time and until when.
+    out = Offer.objects.filter(status=Offer.Status.OFFERED, entry__in=[e for _, entries in lists for e in entries])
+    by_entry = {offer.entry_id: offer for offer in out.select_related("opening")}
+    for _, entries in lists:
+        for entry in entries:
+            entry.offer_out = by_entry.get(entry.pk)
     return _render(request, "staff/waitlist.html", {"lists": lists}, section="waitlist")
 
 

@@ -6,7 +6,7 @@ from datetime import datetime, time, timedelta
 import pytest
 from django.urls import reverse
 
-from sessions.models import AuditEvent, Series, WaitlistEntry
+from sessions.models import AuditEvent, Offer, Series, WaitlistEntry
 from sessions.services import series_book, session_cancel
 from sessions.waitlist import waitlist_join
 from tests.factories import clinic_make, patient_make, protocol_make
@@ -100,3 +100,21 @@ def test_a_bad_entry_to_fill_with_is_a_404_not_an_error(scheduler, cancelled, va
     answer = scheduler.post(reverse("staff:session-fill", args=[cancelled.pk]), {"entry": value})
 
     assert answer.status_code == 404
+
+
+def test_a_scheduler_offers_a_freed_time_by_text_and_sees_the_offer_out(scheduler, clinic, booster, cancelled, later):
+    entry = waitlist_join(patient=patient_make(clinic, first_name="Hopeful"), protocol=booster,
+                          earliest=later - timedelta(days=1), latest=later + timedelta(days=1))  # fmt: skip
+    fill = reverse("staff:session-fill", args=[cancelled.pk])
+
+    offered = scheduler.post(fill, {"entry": entry.pk, "action": "offer"}, follow=True)
+    again = scheduler.post(fill, {"entry": entry.pk, "action": "offer"}, follow=True)
+
+    offer = Offer.objects.get(entry=entry)
+    assert (offer.status, offer.created_by.username) == ("offered", "scheduler")
+    assert [str(m) for m in offered.context["messages"]][0].startswith("Hopeful Example")
+    assert "is offered the time until" in [str(m) for m in offered.context["messages"]][0]
+    assert "Offers of this time" in offered.content.decode() and "Hopeful" in offered.content.decode()
+    assert any("offered this time already" in str(m) for m in again.context["messages"])
+    listed = scheduler.get(reverse("staff:waitlist")).content.decode()
+    assert "Offered " in listed and offer.expires_at.astimezone(clinic.zone).strftime("%H:%M") in listed
