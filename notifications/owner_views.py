@@ -22,7 +22,7 @@ from .owner_actions import (
     offer_state,
 )
 from .patient_actions import LinkRefused
-from .patient_text import LANGUAGES, day_label, in_language, language_of, time_text, when_text
+from .patient_text import LANGUAGES, day_label, in_language, language_of, time_text, when_label, when_text
 
 _FLASH = "patient-link"
 
@@ -110,7 +110,7 @@ def _context(request: HttpRequest, owner: Offer | Recall, now: datetime, languag
             visit_name=owner.entry.protocol.patient_name_in(language),
             day=day_label(starts.date(), language, today=today),
             hours=time_text(starts, language),
-            until=when_text(owner.expires_at.astimezone(clinic.zone), language),
+            until=when_label(owner.expires_at.astimezone(clinic.zone), language, today=today),
         )
         return context
     days = link_recall_slots_by_day(recall=owner, now=now)

@@ -15,7 +15,7 @@ from notifications.inbound import Incoming, inbound_handle
 from notifications.links import link_create
 from sessions.clock import local_date
 from sessions.demo import DEMO_PASSWORD, DEMO_USERNAME, demo_seed
-from sessions.models import Patient, Session
+from sessions.models import Offer, Opening, Patient, Protocol, Recall, Session, WaitlistEntry
 from sessions.services import session_cancel
 from tests.staff.builders import CHROMIUM, CHROMIUM_ARGS
 
@@ -51,6 +51,15 @@ def test_every_staff_and_patient_page_has_no_serious_violation(live_server):
     busy = english.starts_at.astimezone(clinic.zone).date()
     # Morgan's booster, cancelled: its chair time is offered to the waitlist (Casey waits in the demo).
     freed = session_cancel(session=Session.objects.filter(patient__first_name="Morgan").first(), reason="travelling")
+    casey = WaitlistEntry.objects.get(patient__first_name="Casey")
+    offer = Offer.objects.create(
+        clinic=clinic, opening=Opening.objects.get(freed_by=freed), entry=casey, patient=casey.patient,
+        expires_at=timezone.now() + timedelta(hours=1), created_at=timezone.now(),
+    )  # fmt: skip
+    booster = Protocol.objects.get(clinic=clinic, name="Booster")
+    recall = Recall.objects.create(
+        clinic=clinic, patient=lucia, series=session.series, protocol=booster, due_on=today + timedelta(days=3)
+    )
     staff_pages = {
         "board today": f"/staff/board/{clinic.pk}/",
         "board": f"/staff/board/{clinic.pk}/?date={busy}",
@@ -72,6 +81,8 @@ def test_every_staff_and_patient_page_has_no_serious_violation(live_server):
         "link (es)": f"/r/{link_create(session=session)}",
         "link": f"/r/{link_create(session=english)}",
         "link not available": "/r/not-a-token",
+        "offer": f"/r/{link_create(offer=offer)}",
+        "recall (es)": f"/r/{link_create(recall=recall)}",
     }
     found: dict[str, list[str]] = {}
 
@@ -114,6 +125,8 @@ def test_every_staff_and_patient_page_has_no_serious_violation(live_server):
             found[name] = serious_violations(phone)
             if name == "link (es)":
                 phone.screenshot(path=SCREENSHOTS / "patient-link-es.png", full_page=True)
+            if name == "offer":
+                phone.screenshot(path=SCREENSHOTS / "patient-offer.png", full_page=True)
             phone.goto(f"{live_server.url}{path}?step=move")
             found[f"{name}, new time"] = serious_violations(phone)
         browser.close()

@@ -24,7 +24,9 @@ from notifications.models import Channel, Message, Purpose
 from notifications.rendering import render
 from notifications.wording import default_wording
 from sessions.clock import local_date, wall_clock
+from sessions.models import Offer, Opening, Recall
 from sessions.services import series_book
+from sessions.waitlist import waitlist_join
 from tests.factories import clinic_make, patient_make, protocol_make
 
 ROOT = Path(settings.BASE_DIR)
@@ -137,3 +139,28 @@ def test_spanish_emails_texts_and_replies_have_no_english(spanish_series):
         for channel in Channel:
             wording = default_wording(purpose, channel, "es")
             assert english_left_in(f"{wording.subject} {wording.body}") == [], (purpose, channel)
+
+
+def test_the_spanish_offer_and_recall_pages_have_no_english(spanish_series):
+    patient, clinic = spanish_series[0].patient, spanish_series[0].clinic
+    booster = protocol_make(clinic, kind="booster", patient_name="Follow-up", patient_name_es="Seguimiento")
+    entry = waitlist_join(patient=patient, protocol=booster, earliest=local_date(timezone.now(), clinic.zone),
+                          latest=local_date(timezone.now(), clinic.zone) + timedelta(days=9))  # fmt: skip
+    opening = Opening.objects.create(clinic=clinic, starts_at=spanish_series[2].starts_at + timedelta(hours=3),
+                                     created_at=timezone.now())  # fmt: skip
+    offer = Offer.objects.create(clinic=clinic, opening=opening, entry=entry, patient=patient,
+                                 created_at=timezone.now(), expires_at=timezone.now() + timedelta(hours=1))  # fmt: skip
+    recall = Recall.objects.create(clinic=clinic, patient=patient, series=spanish_series[0].series, protocol=booster,
+                                   due_on=local_date(timezone.now(), clinic.zone) + timedelta(days=20))  # fmt: skip
+    client = Client()
+    offer_url, recall_url = f"/r/{link_create(offer=offer)}", f"/r/{link_create(recall=recall)}"
+
+    shown = [client.get(offer_url).content.decode(), client.get(recall_url).content.decode()]
+    shown.append(client.post(offer_url, {"action": "decline"}, follow=True).content.decode())
+    shown.append(client.post(recall_url, {"action": "not_now"}, follow=True).content.decode())
+
+    assert "Reservar esta hora" in shown[0] and "Reserve su próxima cita" in shown[1]
+    assert "Sigue en la lista" in shown[2] and "Le volveremos a preguntar" in shown[3]
+    for page in shown:
+        assert '<html lang="es">' in page
+        assert english_left_in(page) == []
