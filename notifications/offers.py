@@ -57,15 +57,35 @@ def offers_tick(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     offers_expire(now=now)
     offers_unreached(now=now)
-    openings = Opening.objects.filter(status=Opening.Status.OPEN).order_by("starts_at").values_list("pk", flat=True)
+    Opening.objects.filter(status=Opening.Status.OPEN, starts_at__lte=now + SHORTEST_OFFER).update(
+        status=Opening.Status.LAPSED, reason="its time came", closed_at=now
+    )
     made = 0
-    for opening_id in list(openings[:OPENINGS_PER_TICK]):
+    for opening_id in openings_due_a_look(now=now)[:OPENINGS_PER_TICK]:
         try:
             made += len(opening_offer(opening_id=opening_id, now=now))
         except Exception:
             # One opening's trouble must not hold up the others, or the tick's sending after it.
             log.exception("offer opening=%d failed; tried again next tick", opening_id)
     return made
+
+
+def openings_due_a_look(*, now: datetime) -> list[int]:
+    """Open openings, soonest first, with no offer out and due a look (`_due_a_look`), asked of
+    the database: openings waiting on an offer, or looked at a moment ago, take no tick's turn."""
+    offers = Offer.objects.filter(opening=OuterRef("pk"))
+    recheck = now - timedelta(minutes=settings.WAITLIST_RECHECK_MINUTES)
+    return list(
+        Opening.objects.filter(status=Opening.Status.OPEN)
+        .exclude(Exists(offers.filter(status=Offer.Status.OFFERED)))
+        .filter(
+            Q(checked_at=None)
+            | Q(checked_at__lte=recheck)
+            | Exists(offers.filter(closed_at__gte=OuterRef("checked_at")))
+        )
+        .order_by("starts_at", "pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def offers_expire(*, now: datetime) -> int:

@@ -22,6 +22,7 @@ from sessions.services import series_book, session_cancel, session_undo
 from sessions.waitlist import offer_accept, offer_decline, waitlist_join
 from tests.factories import patient_make, protocol_make, staffing_make
 from tests.notifications.conftest import always_open_clinic
+from tests.notifications.test_patient_link import an_address
 from tests.notifications.test_send import tick
 from tests.sessions.test_concurrency import race
 
@@ -87,10 +88,10 @@ def test_a_cancel_is_offered_at_the_next_tick_and_the_link_books_it(clinic, boos
     [text] = [t for t in twilio.messages if t.to == urgent.patient.phone]
     assert text.body.startswith("Desert Bloom: a visit time opened up,")
     assert [m["Subject"] for m in smtp.messages if m["To"] == urgent.patient.email][0].startswith("A visit time opened")
-    page = Client().get(f"/r/{LINK.search(text.body)[1]}")
+    page = Client(REMOTE_ADDR=an_address()).get(f"/r/{LINK.search(text.body)[1]}")
     assert page.status_code == 200 and "Book this time" in page.content.decode()
 
-    booked = Client().post(f"/r/{LINK.search(text.body)[1]}", {"action": "accept"}, follow=True)
+    booked = Client(REMOTE_ADDR=an_address()).post(f"/r/{LINK.search(text.body)[1]}", {"action": "accept"}, follow=True)
 
     assert "It is yours." in booked.content.decode()
     series = Series.objects.get(patient=urgent.patient)
@@ -215,7 +216,9 @@ def test_twenty_accepts_at_once_book_one_and_tell_19_it_is_gone(booster, now, se
 
     def accept(link: str):
         def attempt() -> None:
-            pages.append(Client().post(link, {"action": "accept"}, follow=True).content.decode())
+            pages.append(
+                Client(REMOTE_ADDR=an_address()).post(link, {"action": "accept"}, follow=True).content.decode()
+            )
 
         return attempt
 

@@ -14,6 +14,7 @@ from notifications.models import Channel, Message, Purpose
 from sessions.models import AuditEvent, Recall, Series
 from sessions.recalls import recalls_open
 from tests.factories import clinic_make, patient_make, protocol_make
+from tests.notifications.test_patient_link import an_address
 from tests.notifications.test_send import tick
 from tests.sessions.test_recalls import at, completed_series
 
@@ -64,11 +65,13 @@ def test_the_link_lists_only_booster_times_from_the_due_day_and_books_one(clinic
     assert text.body.startswith("Desert Bloom: it is time to book your next visit, from")
     token = LINK.search(text.body)[1]
 
-    page = Client().get(f"/r/{token}").content.decode()
+    page = Client(REMOTE_ADDR=an_address()).get(f"/r/{token}").content.decode()
     offered = re.findall(r'name="starts_at" value="([^"]+)"', page)
 
     assert offered and all(value[:10] >= recall.due_on.isoformat() for value in offered)
-    booked = Client().post(f"/r/{token}", {"action": "book", "starts_at": offered[0]}, follow=True)
+    booked = Client(REMOTE_ADDR=an_address()).post(
+        f"/r/{token}", {"action": "book", "starts_at": offered[0]}, follow=True
+    )
     assert "Booked:" in booked.content.decode()
     recall.refresh_from_db()
     series = Series.objects.get(patient=recall.patient, protocol=booster)
@@ -83,7 +86,7 @@ def test_not_now_on_the_link_snoozes_and_the_patient_is_asked_again_then(clinic,
     offers.recalls_text(now=at(clinic, recall.due_on - timedelta(days=7), 12))
     token = link_create(recall=recall)
 
-    answered = Client().post(f"/r/{token}", {"action": "not_now"}, follow=True)
+    answered = Client(REMOTE_ADDR=an_address()).post(f"/r/{token}", {"action": "not_now"}, follow=True)
 
     assert "ask you again in two weeks" in answered.content.decode()
     recall.refresh_from_db()

@@ -152,7 +152,7 @@ def test_the_spanish_offer_and_recall_pages_have_no_english(spanish_series):
                                  created_at=timezone.now(), expires_at=timezone.now() + timedelta(hours=1))  # fmt: skip
     recall = Recall.objects.create(clinic=clinic, patient=patient, series=spanish_series[0].series, protocol=booster,
                                    due_on=local_date(timezone.now(), clinic.zone) + timedelta(days=20))  # fmt: skip
-    client = Client()
+    client = Client(REMOTE_ADDR="10.77.0.1")
     offer_url, recall_url = f"/r/{link_create(offer=offer)}", f"/r/{link_create(recall=recall)}"
 
     shown = [client.get(offer_url).content.decode(), client.get(recall_url).content.decode()]
