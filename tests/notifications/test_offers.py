@@ -257,3 +257,17 @@ def test_offer_and_recall_texts_are_one_neutral_segment_with_the_link(clinic, bo
     assert "/r/Ab3dEf6hIj9k" in body and "STOP" in body and "Desert Bloom" in body
     assert booster.name.lower() not in body.lower() and "ketamine" not in body.lower()
     assert ("opened up" in body or "next visit" in body) == (language == "en")
+
+
+def test_an_offer_link_takes_no_post_without_its_csrf_token_and_opens_nothing_when_unknown(clinic, booster, now):
+    freed(clinic, booster, tomorrow_at(clinic, 10, now), now)
+    entry = waiting(clinic, booster, now, "Careful")
+    offers.offers_tick(now=now)
+    link = f"/r/{link_create(offer=offer_of(entry))}"
+
+    forged = Client(REMOTE_ADDR=an_address(), enforce_csrf_checks=True).post(link, {"action": "accept"})
+    unknown = Client(REMOTE_ADDR=an_address()).get(link[:-2] + "zz")
+
+    assert forged.status_code == 403
+    assert offer_of(entry).status == "offered" and not Series.objects.filter(patient=entry.patient).exists()
+    assert unknown.status_code == 404 and "Careful" not in unknown.content.decode()
