@@ -108,16 +108,16 @@ def messages_vacuum() -> None:
 # `key` tells the rows of one session apart, as the rule does for real reminders.
 _LOAD_SQL = """
 WITH sessions AS (
-    SELECT ordinal - 1 AS n, s.id, s.patient_id, s.version, s.starts_at, p.phone
+    SELECT ordinal - 1 AS n, s.id, s.clinic_id, s.patient_id, s.version, s.starts_at, p.phone
     FROM unnest(%(sessions)s::bigint[]) WITH ORDINALITY AS picked(id, ordinal)
     JOIN {session} s ON s.id = picked.id
     JOIN {patient} p ON p.id = s.patient_id
 )
 INSERT INTO {message} (
-    session_id, patient_id, purpose, key, channel, session_version, due_at, expires_at, status, reason,
+    session_id, clinic_id, patient_id, purpose, key, channel, session_version, due_at, expires_at, status, reason,
     attempts, recipient, body_redacted, provider_error, created_at, updated_at
 )
-SELECT s.id, s.patient_id, 'reminder', %(key)s || g, 'sms', s.version,
+SELECT s.id, s.clinic_id, s.patient_id, 'reminder', %(key)s || g, 'sms', s.version,
        CASE WHEN g < %(due)s THEN %(now)s - interval '1 second' * (1 + g %% 3600)
             ELSE %(now)s + interval '1 minute' * (1 + g %% 43200) END,
        s.starts_at, 'planned', '', 0, s.phone, '', '', %(now)s, %(now)s
