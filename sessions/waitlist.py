@@ -26,7 +26,7 @@ from . import signals
 from .calendar import BOOKING_HORIZON, BookingConflict
 from .clock import local_date
 from .locking import lock_clinic_and_patient
-from .models import Chair, Clinic, Offer, Opening, Patient, Protocol, Series, Session, WaitlistEntry
+from .models import AuditEvent, Chair, Clinic, Offer, Opening, Patient, Protocol, Series, Session, WaitlistEntry
 from .selectors import self_service_notice
 from .services import audit_record, series_book, series_plan, session_move_check, session_reschedule
 
@@ -318,7 +318,10 @@ def offer_accept(*, offer: Offer, now: datetime | None = None) -> OfferAnswer:
         if offer.status != Offer.Status.OFFERED:
             return OfferAnswer("taken" if offer.status == Offer.Status.UNREACHED else offer.status)
         if now >= offer.expires_at:
+            # Tapped after its time, before the tick saw it end: the same audit line the tick writes.
             _offer_close(offer, Offer.Status.EXPIRED, now)
+            audit_record(patient=offer.patient_id, clinic=offer.clinic_id, action="expired", via=AuditEvent.Via.SYSTEM,
+                         at=now, detail=f"offer of {_clinic_moment(opening)}, unanswered")  # fmt: skip
             return OfferAnswer("expired")
         if offer.entry.status != WaitlistEntry.Status.WAITING:
             _offer_close(offer, Offer.Status.TAKEN, now)
