@@ -3,11 +3,12 @@
     clinic → patient → series → session → message (notifications/) → anything else
 
 A transaction may skip levels, but never locks a row of an earlier level after one of a later
-level. Waitlist openings and offers sit after the clinic and the patient: an accept books under
-the clinic's and the patient's locks with the opening and the offer held, and the tick, which
-locks an opening alone, never waits for a clinic or a patient (docs/waitlist-offers.md). Every write to a patient's bookings or messages locks the patient's row first (after the
+level. Every write to a patient's bookings or messages locks the patient's row first (after the
 clinic's, when the calendar is involved), so those writes are serialised per patient and cannot
-wait on each other in a cycle. A path that starts from a later row (a worker holding a message
+wait on each other in a cycle. Waitlist openings and offers sit after the clinic and the patient:
+an accept books under the clinic's and the patient's locks with the opening and the offer held,
+and the tick, which locks an opening alone, never waits for a clinic or a patient
+(docs/waitlist-offers.md). A path that starts from a later row (a worker holding a message
 id) reads the ids it needs without locking, takes the locks in this order, then re-reads.
 
 Rows are locked FOR NO KEY UPDATE: nothing here changes a key, and inserting a row that refers to
