@@ -11,6 +11,7 @@ are planned as rows but never sent: what a patient does is drawn, at a fixed acc
 
 import heapq
 import math
+import statistics
 import time as clock
 from collections import Counter
 from collections.abc import Callable
@@ -18,15 +19,18 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from itertools import count
 from random import Random
+from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db.models import Min
 
-from notifications.offers import OPENINGS_PER_TICK, offers_tick
+from notifications.offers import OPENINGS_PER_TICK, SHORTEST_OFFER, offers_tick, openings_due_a_look
 from sessions.clock import local_date, wall_clock
-from sessions.models import Offer, Opening, Patient, Protocol, Session, WaitlistEntry
+from sessions.models import Offer, Opening, Patient, Session, WaitlistEntry
+from sessions.selectors import self_service_notice
 from sessions.services import session_cancel, session_mark
-from sessions.waitlist import offer_accept, offer_decline, waitlist_join
+from sessions.waitlist import offer_accept, offer_decline, waitlist_candidates, waitlist_join
 
 from .clinic import CHAIRS, CLOSES, OPENS, BenchClinic, bench_clinic_build, patient_new
 from .database import database_analyze
@@ -39,6 +43,7 @@ SESSIONS, PATIENTS = 2_700, 600
 LEAD_DAYS, MONTH_DAYS = 2, 30
 CANCEL_SHARE, NO_SHOW_SHARE = 0.08, 0.05
 CANCEL_NOTICE = timedelta(hours=48)
+NO_SHOW_MARKED = timedelta(minutes=15)
 # Who waits, for what: most for a booster (one session), a few for a 6-session induction.
 WISHES = (("booster", 52), ("induction", 8))
 ACCEPT_RATE = 0.11
@@ -46,8 +51,8 @@ ACCEPT_RATE = 0.11
 # minutes after the offer (sooner when the offer is shorter).
 DECLINE_SHARE = 0.5
 ANSWER_WITHIN = timedelta(minutes=30)
-# The beat tick as deployed runs every few seconds; the simulation's runs every 15 minutes, the
-# clinic's slot, which is also WAITLIST_RECHECK_MINUTES.
+# The beat tick as deployed runs every REMINDER_TICK_SECONDS (60); the simulation's runs on a
+# 15-minute grid, the clinic's slot, which is also WAITLIST_RECHECK_MINUTES' default.
 TICK = timedelta(minutes=15)
 REFILL_AHEAD = timedelta(hours=24)
 SHARE_TARGET_PERCENT = 50
@@ -57,7 +62,7 @@ FIRST_OFFER_TARGET_TICKS = 1
 @dataclass(frozen=True)
 class Bound:
     """A target on a number the simulation counts, not on a time: at least or at most `limit`,
-    held by the row's median, or by its p95 (`on_p95`) where every sample should keep it."""
+    held by the row's median, or by its p95 (`on_p95`) where nearly every sample should keep it."""
 
     limit: float
     unit: str
@@ -65,7 +70,7 @@ class Bound:
     on_p95: bool = False
 
     def describe(self) -> str:
-        return f"{'≥' if self.at_least else '≤'} {self.limit:g} {self.unit}" + (" (p95)" if self.on_p95 else "")
+        return f"{'≥' if self.at_least else '≤'} {self.limit:g} {self.unit}" + (", p95" if self.on_p95 else "")
 
     def met_by(self, median: float, p95: float) -> bool:
         value = p95 if self.on_p95 else median
@@ -74,15 +79,26 @@ class Bound:
 
 @dataclass
 class _Run:
-    """What the simulation saw as it went: the ticks it ran and what the patients answered."""
+    """The simulated clock's queue of events, and what the simulation saw as it went."""
 
     began: datetime
+    # Openings starting sooner than this after `now` can be offered to nobody (rule 13's notice).
+    dead_band: timedelta
+    last_tick: datetime
+    queue: list[tuple[datetime, int, Callable[[datetime], None]]] = field(default_factory=list)
+    order: count = field(default_factory=count)
     tick_ms: list[float] = field(default_factory=list)
     answers: Counter[str] = field(default_factory=Counter)
     joins_refused: list[str] = field(default_factory=list)
-    # Events waiting for their moment: (at, order, what to do).
-    queue: list[tuple[datetime, int, Callable[[datetime], None]]] = field(default_factory=list)
-    order: count = field(default_factory=count)
+    # Openings some waiting patient fitted when their session was cancelled.
+    fitted: set[int] = field(default_factory=set)
+    first_looked: dict[int, datetime] = field(default_factory=dict)
+    # Why the tick after a cancel offered its time to nobody; and, at the ticks that passed over
+    # a new opening, where their looks went.
+    first_look_misses: Counter[str] = field(default_factory=Counter)
+    crowded_looks: Counter[str] = field(default_factory=Counter)
+    # Openings the ticks looked at since the state last changed: looked at again, they give nothing.
+    seen: set[int] = field(default_factory=set)
 
     def at(self, moment: datetime, action: Callable[[datetime], None]) -> None:
         heapq.heappush(self.queue, (moment, next(self.order), action))
@@ -103,7 +119,8 @@ def refill_benchmarks(options: Options) -> Group:
     rng = Random(options.seed)
     start = wall_clock(bench.first_date, time(0), bench.clinic.zone)
     month = (start + timedelta(days=LEAD_DAYS), start + timedelta(days=LEAD_DAYS + MONTH_DAYS))
-    run = _Run(began=start)
+    notice = min(self_service_notice(clinic=bench.clinic, protocol=p) for p in bench.protocols.values())
+    run = _Run(began=start, dead_band=notice + SHORTEST_OFFER, last_tick=start - TICK)
     plan = _month_plan(bench, month, rng, run)
     _waitlist_plan(bench, month, rng, run)
     simulated = clock.perf_counter()
@@ -115,14 +132,14 @@ def refill_benchmarks(options: Options) -> Group:
 
 
 def _openings_of_other_groups_drop() -> None:
-    """The tick works on every clinic's openings, the 20 soonest first: those earlier groups left
-    (the booking group's re-flows free the times they move from) would take the simulation's places."""
+    """The tick works on every clinic's openings, 20 at a time: those earlier groups left (the
+    booking group's re-flows free the times they move from) would take the simulation's turns."""
     Opening.objects.all().delete()
 
 
 def _month_plan(bench: BenchClinic, month: tuple[datetime, datetime], rng: Random, run: _Run) -> _Plan:
-    """Draw the month's cancels (each at a random moment at least 48 h before its session) and
-    no-shows (marked 15 minutes after the start), and queue them."""
+    """Draw the month's cancels (each at a random moment from the clock's start to 48 h before its
+    session) and no-shows (marked 15 minutes after the start), and queue them."""
     sessions = list(
         Session.objects.filter(
             clinic=bench.clinic, status__in=Session.UPCOMING, starts_at__gte=month[0], starts_at__lt=month[1]
@@ -133,19 +150,33 @@ def _month_plan(bench: BenchClinic, month: tuple[datetime, datetime], rng: Rando
     no_shows = drawn[len(cancels) :]
     for session in cancels:
         latest = session.starts_at - CANCEL_NOTICE
-        moment = run.began + (latest - run.began) * rng.random()
-        run.at(moment, _cancelling(session))
+        run.at(run.began + (latest - run.began) * rng.random(), _cancelling(run, session))
     for session in no_shows:
-        run.at(session.starts_at + timedelta(minutes=15), _missing(session))
+        run.at(session.starts_at + NO_SHOW_MARKED, _missing(session))
     return _Plan(cancels=cancels, no_shows=no_shows, month_sessions=len(sessions))
 
 
-def _cancelling(session: Session) -> Callable[[datetime], None]:
-    return lambda now: session_cancel(session=session, reason="bench: cancelled", now=now) and None
+def _cancelling(run: _Run, session: Session) -> Callable[[datetime], None]:
+    def cancel(now: datetime) -> None:
+        session_cancel(session=session, reason="bench: cancelled", now=now)
+        opening = Opening.objects.select_related("clinic", "chair").get(freed_by=session)
+        # Whether anyone on the list could take the time at all, asked of the tick's own search
+        # without its "no other offer out": the first-offer target is held only where someone could.
+        fits = waitlist_candidates(
+            clinic=opening.clinic, starts_at=opening.starts_at, chair=opening.chair, self_service=True, limit=1,
+            now=now,
+        )  # fmt: skip
+        if fits:
+            run.fitted.add(opening.pk)
+
+    return cancel
 
 
 def _missing(session: Session) -> Callable[[datetime], None]:
-    return lambda now: session_mark(session=session, status=Session.Status.NO_SHOW, now=now) and None
+    def miss(now: datetime) -> None:
+        session_mark(session=session, status=Session.Status.NO_SHOW, now=now)
+
+    return miss
 
 
 def _waitlist_plan(bench: BenchClinic, month: tuple[datetime, datetime], rng: Random, run: _Run) -> None:
@@ -154,6 +185,7 @@ def _waitlist_plan(bench: BenchClinic, month: tuple[datetime, datetime], rng: Ra
     to mornings or afternoons, a quarter need the visit by a date."""
     wants = [bench.protocols[key] for key, many in WISHES for _ in range(many)]
     rng.shuffle(wants)
+    # Numbered past the bench's own patients: a phone of their own each.
     patients = Patient.objects.bulk_create(
         patient_new(bench.clinic, 900_000 + n, prefix="W") for n in range(len(wants))
     )
@@ -168,56 +200,109 @@ def _waitlist_plan(bench: BenchClinic, month: tuple[datetime, datetime], rng: Ra
         run.at(run.began + (joins - run.began) * rng.random(), _joining(run, wish))
 
 
-def _preferences(rng: Random, earliest: date, latest: date) -> dict:
-    chosen: dict = {}
+def _preferences(rng: Random, earliest: date, latest: date) -> dict[str, Any]:
+    chosen: dict[str, Any] = {}
     if rng.random() < 1 / 3:
         chosen["weekdays"] = sorted(rng.sample(range(7), rng.randint(3, 5)))
     if rng.random() < 1 / 4:
         morning = rng.random() < 0.5
         chosen["not_before"], chosen["not_after"] = (OPENS, time(11)) if morning else (time(12), time(16))
     if rng.random() < 1 / 4:
-        chosen["needed_by"] = earliest + timedelta(days=rng.randint(2, max(2, (latest - earliest).days)))
+        chosen["needed_by"] = earliest + timedelta(days=rng.randint(2, (latest - earliest).days))
     return chosen
 
 
-def _joining(run: _Run, wish: dict) -> Callable[[datetime], None]:
+def _joining(run: _Run, wish: dict[str, Any]) -> Callable[[datetime], None]:
     def join(now: datetime) -> None:
         try:
             waitlist_join(**wish, now=now)
-        except Exception as error:  # a wish the service refuses is counted, not fatal to the month
+        except ValidationError as error:  # counted and shown: the month goes on without them
             run.joins_refused.append(f"{wish['patient'].external_id}: {error}")
 
     return join
 
 
 def _simulate(run: _Run, rng: Random, *, end: datetime) -> None:
-    """Every 15 simulated minutes: the events due by then, then a tick, and the answers to the
-    offers it made queued. A stretch with no opening open and no offer out is skipped to the tick
-    after the next event: no tick would do anything in it."""
+    """On the 15-minute grid: the events due by then, then a tick, and the answers to the offers
+    it made queued."""
     tick_at = run.began
     while tick_at < end:
+        changed = False
         while run.queue and run.queue[0][0] <= tick_at:
             moment, _, action = heapq.heappop(run.queue)
             action(moment)
-        ticked = clock.perf_counter()
-        offers_tick(now=tick_at)
-        run.tick_ms.append((clock.perf_counter() - ticked) * 1000)
-        for offer in Offer.objects.filter(created_at=tick_at).order_by("pk"):
-            _answer_queue(run, rng, offer)
-        if _work_left() or not run.queue:
-            tick_at += TICK
-        else:
-            tick_at = run.began + TICK * math.ceil((run.queue[0][0] - run.began) / TICK)
+            changed = True
+        _tick(run, rng, tick_at, changed=changed)
+        run.last_tick = tick_at
+        tick_at = _next_tick(run, tick_at, end)
 
 
-def _work_left() -> bool:
-    return Opening.objects.filter(status=Opening.Status.OPEN).exists() or (
-        Offer.objects.filter(status=Offer.Status.OFFERED).exists()
+def _tick(run: _Run, rng: Random, now: datetime, *, changed: bool) -> None:
+    new = list(Opening.objects.filter(status=Opening.Status.OPEN, created_at__gt=run.last_tick))
+    began = clock.perf_counter()
+    offers_tick(now=now)
+    run.tick_ms.append((clock.perf_counter() - began) * 1000)
+    # Every opening the tick looked at carries its time as checked_at.
+    looked = set(Opening.objects.filter(checked_at=now).values_list("pk", flat=True))
+    for opening_id in looked:
+        run.first_looked.setdefault(opening_id, now)
+    made = list(Offer.objects.filter(created_at=now).order_by("pk"))
+    for offer in made:
+        _answer_queue(run, rng, offer)
+    ended = Offer.objects.filter(closed_at=now).exists() or Opening.objects.filter(closed_at=now).exists()
+    run.seen = looked if changed or ended or made else run.seen | looked
+    offered = {offer.opening_id for offer in made}
+    for opening in new:
+        if opening.pk not in offered:
+            run.first_look_misses[_why_not_offered(opening, looked, now)] += 1
+    if any(opening.pk not in looked for opening in new):
+        _crowd_count(run, looked, offered, now)
+
+
+def _why_not_offered(opening: Opening, looked: set[int], now: datetime) -> str:
+    """Why the tick after a cancel offered its time to nobody, asked of the same candidate search
+    without the tick's "no other offer out"."""
+    if opening.pk not in looked:
+        return f"not looked at, {OPENINGS_PER_TICK} sooner openings were due a look"
+    fits = waitlist_candidates(
+        clinic=opening.clinic, starts_at=opening.starts_at, chair=opening.chair, self_service=True, limit=1, now=now
     )
+    return "every waiting patient it fitted had another offer out" if fits else "no waiting patient fitted it"
+
+
+def _crowd_count(run: _Run, looked: set[int], offered: set[int], now: datetime) -> None:
+    """Where the looks of a tick that passed over a new opening went."""
+    dead = set(Opening.objects.filter(pk__in=looked, starts_at__lt=now + run.dead_band).values_list("pk", flat=True))
+    run.crowded_looks["ticks"] += 1
+    run.crowded_looks["inside the notice"] += len(dead)
+    run.crowded_looks["offered"] += len(offered)
+    run.crowded_looks["nobody offered"] += len(looked - dead - offered)
+
+
+def _next_tick(run: _Run, tick_at: datetime, end: datetime) -> datetime:
+    """The next tick on the 15-minute grid that can do anything: the next one, where it would look
+    at an opening not looked at since the state last changed; else the one at or after the next
+    moment the state changes (an event: a join, a cancel, a no-show, an answer; an offer running
+    out; an opening coming within SHORTEST_OFFER of its start). Between those moments the ticks
+    would only look again, with nothing changed, at openings nobody was offered (the waiting
+    patients a time fits only shrink as time passes, with the notice), so they are skipped: run
+    at every tick, the simulation made the same offers (each one's time, patient and end alike,
+    over the whole month), in three times the wall-clock time."""
+    following = tick_at + TICK
+    if set(openings_due_a_look(now=following)[:OPENINGS_PER_TICK]) - run.seen:
+        return following
+    wakes = [run.queue[0][0]] if run.queue else []
+    expiry = Offer.objects.filter(status=Offer.Status.OFFERED).aggregate(at=Min("expires_at"))["at"]
+    soonest = Opening.objects.filter(status=Opening.Status.OPEN).aggregate(at=Min("starts_at"))["at"]
+    wakes += [expiry] if expiry else []
+    wakes += [soonest - SHORTEST_OFFER] if soonest else []
+    if not wakes:
+        return end
+    return max(following, run.began + TICK * math.ceil((min(wakes) - run.began) / TICK))
 
 
 def _answer_queue(run: _Run, rng: Random, offer: Offer) -> None:
-    """Accepted at ACCEPT_RATE, else declined or left to run out, each drawn per offer."""
+    """Accepted at ACCEPT_RATE, else declined or left to run out, drawn per offer."""
     draw = rng.random()
     within = min(ANSWER_WITHIN, offer.expires_at - offer.created_at - timedelta(minutes=1))
     answered = offer.created_at + timedelta(minutes=1) + (within - timedelta(minutes=1)) * rng.random()
@@ -229,106 +314,173 @@ def _answer_queue(run: _Run, rng: Random, offer: Offer) -> None:
         run.answers["left to run out"] += 1
 
 
-def _rows(group: Group, bench: BenchClinic, plan: _Plan, run: _Run) -> None:
+@dataclass(frozen=True)
+class _Outcome:
+    """The month as the database holds it at its end."""
+
+    openings: list[Opening]
+    freed: dict[int, timedelta]  # by the cancelled session's id
+    refilled: dict[int, timedelta]  # by the filled opening's id, ≥ 24 h ahead
+    offers: int
+    accepted: int
+    # Ticks from each offered opening's cancel to its first offer, by opening id.
+    first_offer: dict[int, int]
+
+
+def _outcome(plan: _Plan) -> _Outcome:
     freed = {s.pk: s.ends_at - s.starts_at for s in plan.cancels}
-    openings = list(Opening.objects.filter(freed_by_id__in=freed).order_by("starts_at"))
-    filled = [o for o in openings if o.status == Opening.Status.FILLED]
-    refilled = {o.pk: min(_refilled_length(o), freed[o.freed_by_id]) for o in filled}
-    ahead = sum((refilled[o.pk] for o in filled if o.closed_at <= o.starts_at - REFILL_AHEAD), timedelta())
+    openings = list(Opening.objects.filter(freed_by_id__in=freed).order_by("starts_at", "pk"))
+    refilled = {
+        o.pk: min(_refilled_length(o), freed[o.freed_by_id])
+        for o in openings
+        if o.status == Opening.Status.FILLED and o.closed_at <= o.starts_at - REFILL_AHEAD
+    }
     offers = Offer.objects.filter(opening__in=openings)
-    made = offers.count()
     firsts = dict(offers.values_list("opening").annotate(first=Min("created_at")).values_list("opening", "first"))
-    ticks = [math.ceil((firsts[o.pk] - o.created_at) / TICK) for o in openings if o.pk in firsts]
-    freed_hours = _hours(sum(freed.values(), timedelta()))
-    no_show_hours = _hours(sum((s.ends_at - s.starts_at for s in plan.no_shows), timedelta()))
-    share = 100 * _hours(ahead) / freed_hours if freed_hours else 0.0
-    accepted = offers.filter(status=Offer.Status.ACCEPTED).count()
-    group.rows += [
-        Row(
-            "chair-hours freed by cancels and refilled ≥ 24 h ahead, % (value in both columns)",
-            [share],
-            Bound(SHARE_TARGET_PERCENT, "%", at_least=True),
-        ),
-        Row(
-            "ticks from a cancel to its first offer, openings offered at all",
-            [float(t) for t in ticks],
-            Bound(FIRST_OFFER_TARGET_TICKS, "tick", on_p95=True),
-        ),
-        Row("offers per fill", [made / len(filled)] if filled else []),
-        Row("fills (openings booked from the waitlist)", [float(len(filled))]),
-        Row("chair-hours freed by cancels", [freed_hours]),
-        Row("chair-hours refilled ≥ 24 h ahead", [_hours(ahead)]),
-        Row("chair-hours of no-shows (not refillable ahead)", [no_show_hours]),
-        Row("accept rate seen, % of offers made", [100 * accepted / made] if made else []),
-        Row("offers_tick: one simulated tick, wall-clock ms", run.tick_ms),
-    ]
-    group.notes += _notes(bench, plan, run, openings, firsts, ticks, made)
+    created = {o.pk: o.created_at for o in openings}
+    return _Outcome(
+        openings=openings,
+        freed=freed,
+        refilled=refilled,
+        offers=offers.count(),
+        accepted=offers.filter(status=Offer.Status.ACCEPTED).count(),
+        first_offer={pk: math.ceil((first - created[pk]) / TICK) for pk, first in firsts.items()},
+    )
 
 
 def _refilled_length(opening: Opening) -> timedelta:
-    """Chair time the waitlist's booking took at the opening's start (its series' other
-    sessions, for an induction, land on other days and are not freed time made good)."""
+    """Chair time the waitlist's booking took at the opening's start (an induction's other
+    sessions land on other days: they are not the freed time made good)."""
     session = Session.objects.get(series_id=opening.filled_series_id, starts_at=opening.starts_at)
     return session.ends_at - session.starts_at
 
 
-def _hours(span: timedelta) -> float:
-    return span.total_seconds() / 3600
+def _rows(group: Group, bench: BenchClinic, plan: _Plan, run: _Run) -> None:
+    out = _outcome(plan)
+    fills = sum(1 for o in out.openings if o.status == Opening.Status.FILLED)
+    freed = _hours(sum(out.freed.values(), timedelta()))
+    refilled = _hours(sum(out.refilled.values(), timedelta()))
+    fitted = [float(ticks) for pk, ticks in out.first_offer.items() if pk in run.fitted]
+    group.rows += [
+        Row(
+            "share of the chair-hours cancels freed, refilled ≥ 24 h ahead (%)",
+            [100 * refilled / freed],
+            Bound(SHARE_TARGET_PERCENT, "%", at_least=True),
+        ),
+        Row(
+            "ticks from a cancel to its first offer, cancels a waiting patient fitted",
+            fitted,
+            Bound(FIRST_OFFER_TARGET_TICKS, "tick", on_p95=True),
+        ),
+        Row(
+            "ticks from a cancel to its first offer, every opening offered",
+            [float(t) for t in out.first_offer.values()],
+        ),
+        Row("offers per fill", [out.offers / fills] if fills else []),
+        Row("fills: openings booked from the waitlist", [float(fills)]),
+        Row("chair-hours freed by cancels", [freed]),
+        Row("chair-hours refilled ≥ 24 h ahead", [refilled]),
+        Row("chair-hours of no-shows (cannot be refilled ahead)", [_hours(_length(plan.no_shows))]),
+        Row("accept rate seen (% of offers made)", [100 * out.accepted / out.offers] if out.offers else []),
+        Row("offers_tick: one tick (wall-clock ms)", run.tick_ms),
+    ]
+    group.notes += _notes(bench, plan, run, out)
 
 
-def _notes(
-    bench: BenchClinic,
-    plan: _Plan,
-    run: _Run,
-    openings: list[Opening],
-    firsts: dict[int, datetime],
-    ticks: list[int],
-    made: int,
-) -> list[str]:
-    entries = WaitlistEntry.objects.filter(clinic=bench.clinic)
-    by_status = Counter(entries.values_list("status", flat=True))
-    outcomes = Counter(
-        "filled"
-        if o.status == Opening.Status.FILLED
-        else ("offered, not filled" if o.pk in firsts else "never offered")
-        for o in openings
-    )
-    statuses = Counter(Offer.objects.filter(opening__in=openings).values_list("status", flat=True))
-    spread = Counter(ticks)
-    demand = _hours(
-        sum(
-            (
-                timedelta(minutes=p.chair_minutes)
-                for p in Protocol.objects.filter(waitlist_entries__clinic=bench.clinic)
-            ),
-            timedelta(),
-        )
-    )
+def _notes(bench: BenchClinic, plan: _Plan, run: _Run, out: _Outcome) -> list[str]:
     return [
-        f"Openings: {len(openings)} from {len(plan.cancels)} cancels; "
-        + ", ".join(f"{name} {n}" for name, n in outcomes.most_common())
-        + f". Offers: {made}, "
-        + ", ".join(f"{name} {n}" for name, n in statuses.most_common())
-        + ". Answers drawn: "
-        + ", ".join(f"{name} {n}" for name, n in sorted(run.answers.items()))
-        + ".",
-        "Ticks from a cancel to its first offer: "
-        + ", ".join(f"{t} tick{'s' if t != 1 else ''}: {n}" for t, n in sorted(spread.items()))
-        + ".",
-        f"Waitlist at the month's end: "
-        + ", ".join(f"{name} {n}" for name, n in by_status.most_common())
-        + f" of {sum(by_status.values())}"
-        + (f"; joins refused: {'; '.join(run.joins_refused)}" if run.joins_refused else "")
-        + f". Had every waiting patient been booked into freed time, they would have taken {demand:.0f} "
-        f"chair-hours, the most the waitlist can refill.",
-        "No-shows: a no-show is known only once its start has passed (session_mark refuses before), and an "
-        "opening is recorded only for time still ahead, so their chair time cannot be offered ahead; it is "
-        f"counted apart: {len(plan.no_shows)} sessions, "
-        f"{Opening.objects.filter(freed_by__in=plan.no_shows).count()} openings.",
+        _openings_note(run, out),
+        _first_offer_note(run, out),
+        _waitlist_note(bench, plan, run, out),
+        "No-shows are counted apart: a no-show is known only once its start has passed (session_mark refuses "
+        "before), and an opening is recorded only for time still ahead, so their chair time cannot be offered "
+        f"ahead: {len(plan.no_shows)} no-shows, {Opening.objects.filter(freed_by__in=plan.no_shows).count()} "
+        "openings.",
     ]
 
 
+def _openings_note(run: _Run, out: _Outcome) -> str:
+    outcomes = Counter(_fate(o, out) for o in out.openings)
+    statuses = Counter(Offer.objects.filter(opening__in=out.openings).values_list("status", flat=True))
+    return (
+        f"Openings: {len(out.openings)} from {len(out.freed)} cancels: "
+        + ", ".join(f"{name} {n}" for name, n in outcomes.most_common())
+        + f". Offers: {out.offers}: "
+        + ", ".join(f"{name} {n}" for name, n in statuses.most_common())
+        + "; the answers drawn: "
+        + ", ".join(f"{name} {n}" for name, n in sorted(run.answers.items()))
+        + "."
+    )
+
+
+def _fate(opening: Opening, out: _Outcome) -> str:
+    if opening.status == Opening.Status.FILLED:
+        return "filled"
+    return "offered, lapsed" if opening.pk in out.first_offer else "never offered"
+
+
+def _first_offer_note(run: _Run, out: _Outcome) -> str:
+    bands = Counter(_band(ticks) for ticks in out.first_offer.values())
+    looks = [math.ceil((run.first_looked.get(o.pk, o.starts_at) - o.created_at) / TICK) for o in out.openings]
+    return (
+        "First offers, ticks after the cancel: "
+        + ", ".join(f"{band} {bands[band]}" for band in _BANDS if bands[band])
+        + f". A waiting patient fitted {len(run.fitted)} of the {len(out.openings)} times when they were freed. "
+        "At the tick after its cancel, an opening not offered at once was: "
+        + ", ".join(f"{why} ({n})" for why, n in run.first_look_misses.most_common())
+        + f". Ticks from a cancel to the first tick that looked at its opening: median "
+        f"{statistics.median(looks):.0f}, p95 {_p95(looks)}, most {max(looks)}." + _crowding(run)
+    )
+
+
+def _crowding(run: _Run) -> str:
+    crowd = run.crowded_looks
+    if not crowd["ticks"]:
+        return ""
+    looks = crowd["inside the notice"] + crowd["offered"] + crowd["nobody offered"]
+    notice = _hours(run.dead_band - SHORTEST_OFFER)
+    return (
+        f" The {crowd['ticks']} ticks that passed over a new opening spent their {looks} looks: "
+        f"{crowd['inside the notice']} on openings starting within the {notice:g} h notice and "
+        f"{SHORTEST_OFFER.seconds // 60} minutes, which nobody can be offered any more; {crowd['offered']} made an "
+        f"offer; {crowd['nobody offered']} found nobody to offer. Here a tick comes every "
+        f"{TICK.seconds // 60} minutes, as often as an opening nobody fitted is due a look again "
+        f"(WAITLIST_RECHECK_MINUTES), so the same soonest {OPENINGS_PER_TICK} take every tick's looks; the "
+        f"deployed tick (REMINDER_TICK_SECONDS {settings.REMINDER_TICK_SECONDS:g}) gets "
+        f"{settings.WAITLIST_RECHECK_MINUTES * 60 / settings.REMINDER_TICK_SECONDS:.0f} ticks between two looks "
+        "at one opening, across every clinic's openings."
+    )
+
+
+_BANDS = ("1 tick", "2–4", "5–96 (a day)", "more")
+
+
+def _band(ticks: int) -> str:
+    return _BANDS[0] if ticks <= 1 else _BANDS[1] if ticks <= 4 else _BANDS[2] if ticks <= 96 else _BANDS[3]
+
+
+def _waitlist_note(bench: BenchClinic, plan: _Plan, run: _Run, out: _Outcome) -> str:
+    entries = WaitlistEntry.objects.filter(clinic=bench.clinic).select_related("protocol")
+    by_status = Counter(entry.status for entry in entries)
+    # Each waiting patient takes one session at the opening they accept: the most the list can refill.
+    demand = _hours(sum((timedelta(minutes=entry.protocol.chair_minutes) for entry in entries), timedelta()))
+    freed = _hours(sum(out.freed.values(), timedelta()))
+    longer = [o for o in out.openings if o.pk in out.refilled and out.refilled[o.pk] < out.freed[o.freed_by_id]]
+    left = _hours(sum((out.freed[o.freed_by_id] - out.refilled[o.pk] for o in longer), timedelta()))
+    return (
+        "Waitlist at the month's end: "
+        + ", ".join(f"{name} {n}" for name, n in by_status.most_common())
+        + f" of {len(entries)}"
+        + (f"; joins refused: {'; '.join(run.joins_refused)}" if run.joins_refused else "")
+        + f". Had every one of them been booked into freed time, they would have refilled {demand:.0f} of the "
+        f"{freed:.0f} chair-hours freed ({100 * demand / freed:.0f}%): the most this waitlist can refill. "
+        f"{len(longer)} filled openings were longer than the visit that filled them (a 5-hour pain session "
+        f"taken by a 2-hour booster): {left:.0f} chair-hours of them stay free, and the tick does not offer the rest."
+    )
+
+
 def _describe(bench: BenchClinic, plan: _Plan, run: _Run, build_seconds: float, simulate_seconds: float) -> str:
+    every_tick = math.ceil((LEAD_DAYS + MONTH_DAYS) * timedelta(days=1) / TICK)
     return (
         f"A month ({MONTH_DAYS} days) of a clinic of {CHAIRS} chairs open {OPENS:%H:%M}–{CLOSES:%H:%M} every day "
         f"(the bench clinic, {bench.chair_fill:.0%} of its chair time booked: {plan.month_sessions:,} sessions in "
@@ -337,17 +489,40 @@ def _describe(bench: BenchClinic, plan: _Plan, run: _Run, build_seconds: float, 
         f"`session_cancel`, each at a random moment from the clock's start ({LEAD_DAYS} days before the month) "
         f"to 48 h before its start; {NO_SHOW_SHARE:.0%} ({len(plan.no_shows)}) are marked no-show 15 minutes "
         f"after theirs. {sum(n for _, n in WISHES)} patients join the waitlist through `waitlist_join` "
-        f"({', '.join(f'{n} for a {key}' for key, n in WISHES)}), at a random moment before their first day, "
+        f"({_wishes(bench)}), at a random moment before their first day, "
         f"each able to come on 5–14 days of the month; a third keep to some weekdays, a quarter to mornings or "
         f"afternoons, a quarter need the visit by a date. Every patient has a phone and an email, so an offer "
-        f"reaches them at any hour. `offers_tick` runs every {TICK.seconds // 60} simulated minutes "
-        f"(stretches with no opening open and no offer out are skipped: {len(run.tick_ms):,} ticks ran) with the "
-        f"settings as deployed: WAITLIST_OFFER_BATCH {settings.WAITLIST_OFFER_BATCH}, WAITLIST_OFFER_MINUTES "
-        f"{settings.WAITLIST_OFFER_MINUTES}, WAITLIST_RECHECK_MINUTES {settings.WAITLIST_RECHECK_MINUTES}, "
-        f"{OPENINGS_PER_TICK} openings a tick, the clinic's 24 h minimum notice. Each offer is accepted with "
-        f"probability {ACCEPT_RATE:.0%} (seeded), else declined ({DECLINE_SHARE:.0%} of the rest) or left to "
-        f"run out; an answer comes 1–{ANSWER_WITHIN.seconds // 60} minutes after its offer, inside its "
-        f"validity. Texts and emails are planned, not sent. Rows other than the tick's are counts: the "
-        f"median and p95 columns hold the number in the unit the row names. Built in {build_seconds:.1f} s, "
-        f"simulated in {simulate_seconds:.1f} s."
+        f"reaches them at any hour. `offers_tick` runs on a {TICK.seconds // 60}-minute grid with the settings "
+        f"as deployed (WAITLIST_OFFER_BATCH {settings.WAITLIST_OFFER_BATCH}, WAITLIST_OFFER_MINUTES "
+        f"{settings.WAITLIST_OFFER_MINUTES}, WAITLIST_RECHECK_MINUTES {settings.WAITLIST_RECHECK_MINUTES}; "
+        f"{OPENINGS_PER_TICK} openings a tick; the clinic's minimum notice "
+        f"{_hours(run.dead_band - SHORTEST_OFFER):g} h); "
+        f"a tick that could do nothing (it would only look again, with nothing changed since, at openings "
+        f"nobody was offered) is skipped: {len(run.tick_ms):,} of the {every_tick:,} ticks ran, and a run of "
+        f"every tick makes the same offers. Each offer is accepted with probability {ACCEPT_RATE:.0%} (seeded), "
+        f"else declined ({DECLINE_SHARE:.0%} of the rest) or left to run out; an answer comes 1–"
+        f"{ANSWER_WITHIN.seconds // 60} minutes after its offer, inside its validity. Texts and emails are "
+        f"planned, not sent. Every row but the last is a count, not a time: the median and p95 columns hold "
+        f"its number in the unit the row names. Built in {build_seconds:.1f} s, simulated in "
+        f"{simulate_seconds:.1f} s."
     )
+
+
+def _wishes(bench: BenchClinic) -> str:
+    return ", ".join(
+        f"{n} for {bench.protocols[key].name} ({bench.protocols[key].session_count} "
+        f"session{'s' if bench.protocols[key].session_count > 1 else ''})"
+        for key, n in WISHES
+    )
+
+
+def _length(sessions: list[Session]) -> timedelta:
+    return sum((s.ends_at - s.starts_at for s in sessions), timedelta())
+
+
+def _p95(values: list[int]) -> int:
+    return sorted(values)[math.ceil(0.95 * len(values)) - 1]
+
+
+def _hours(span: timedelta) -> float:
+    return span.total_seconds() / 3600
