@@ -22,7 +22,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import DurationField, Exists, ExpressionWrapper, F, OuterRef, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from scheduler.bulk import rows_insert
@@ -41,8 +42,9 @@ from .sending import sms_refusal
 log = logging.getLogger(__name__)
 
 SYSTEM, STAFF = AuditEvent.Via.SYSTEM, AuditEvent.Via.STAFF
-# How many open openings one tick works on, soonest first.
-OPENINGS_PER_TICK = 20
+# How many openings one tick looks at, the least recently looked at first: each look checks up
+# to CANDIDATE_TRIES waiting patients against the rules, a few milliseconds each.
+OPENINGS_PER_TICK = 50
 # An offer shorter than this is not worth a patient's rush: the time is passed over.
 SHORTEST_OFFER = timedelta(minutes=10)
 # Candidates looked at per offer made: some cannot be reached this round.
@@ -57,9 +59,7 @@ def offers_tick(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     offers_expire(now=now)
     offers_unreached(now=now)
-    Opening.objects.filter(status=Opening.Status.OPEN, starts_at__lte=now + SHORTEST_OFFER).update(
-        status=Opening.Status.LAPSED, reason="its time came", closed_at=now
-    )
+    openings_lapse_past_notice(now=now)
     made = 0
     for opening_id in openings_due_a_look(now=now)[:OPENINGS_PER_TICK]:
         try:
@@ -70,9 +70,26 @@ def offers_tick(*, now: datetime | None = None) -> int:
     return made
 
 
+def openings_lapse_past_notice(*, now: datetime) -> int:
+    """Openings no patient may take alone any more end: their start is within the clinic's
+    shortest minimum notice (its own, else the cancellation notice, which every protocol's notice
+    is at least) and an offer's shortest life. Staff can still fill the time by hand."""
+    notice = ExpressionWrapper(
+        Coalesce("clinic__self_service_notice_hours", "clinic__cancellation_notice_hours") * timedelta(hours=1),
+        output_field=DurationField(),
+    )
+    return (
+        Opening.objects.filter(status=Opening.Status.OPEN)
+        .alias(last_offer_at=F("starts_at") - notice - SHORTEST_OFFER)
+        .filter(last_offer_at__lte=now)
+        .update(status=Opening.Status.LAPSED, reason="within the minimum notice", closed_at=now)
+    )
+
+
 def openings_due_a_look(*, now: datetime) -> list[int]:
-    """Open openings, soonest first, with no offer out and due a look (`_due_a_look`), asked of
-    the database: openings waiting on an offer, or looked at a moment ago, take no tick's turn."""
+    """Open openings with no offer out and due a look (`_due_a_look`), asked of the database,
+    the least recently looked at first (never looked at, or handed on, before a mere recheck):
+    openings waiting on an offer, or looked at a moment ago, take no tick's turn."""
     offers = Offer.objects.filter(opening=OuterRef("pk"))
     recheck = now - timedelta(minutes=settings.WAITLIST_RECHECK_MINUTES)
     return list(
@@ -83,7 +100,7 @@ def openings_due_a_look(*, now: datetime) -> list[int]:
             | Q(checked_at__lte=recheck)
             | Exists(offers.filter(closed_at__gte=OuterRef("checked_at")))
         )
-        .order_by("starts_at", "pk")
+        .order_by(F("checked_at").asc(nulls_first=True), "starts_at", "pk")
         .values_list("pk", flat=True)
     )
 

@@ -13,7 +13,7 @@ without one after those with one); "waited", the longest waiting first.
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -255,6 +255,30 @@ def _opening_fill(opening: Opening, series: Series, now: datetime) -> None:
     Offer.objects.filter(opening_id=opening.pk, status=Offer.Status.OFFERED).update(
         status=Offer.Status.TAKEN, closed_at=now
     )
+    _opening_rest(opening, series, now)
+
+
+# Chair time left over once a shorter visit fills a longer one's, worth offering again.
+REST_WORTH_OFFERING = timedelta(hours=1)
+
+
+def _opening_rest(opening: Opening, series: Series, now: datetime) -> None:
+    """A 2-hour booster filling a 5-hour visit's chair leaves 3 hours free: what is left after
+    it, on the same chair, is an opening of its own, offered at the ticks to come."""
+    freed = opening.freed_by
+    if freed is None or opening.chair_id is None:
+        return
+    filled = next((s for s in series.sessions.all() if s.starts_at == opening.starts_at), None)
+    if filled is None or filled.chair_id != opening.chair_id:
+        return
+    clinic = freed.clinic
+    slot = timedelta(minutes=clinic.slot_minutes)
+    local = filled.chair_free_at.astimezone(clinic.zone)
+    since_midnight = timedelta(hours=local.hour, minutes=local.minute, seconds=local.second)
+    rest_start = filled.chair_free_at + (-since_midnight % slot)  # the next start on the clinic's grid
+    if freed.chair_free_at - rest_start >= REST_WORTH_OFFERING:
+        opening_record(session=freed, starts_at=rest_start, chair_id=opening.chair_id,
+                       reason="the rest of a freed time", now=now)  # fmt: skip
 
 
 def opening_of(*, session: Session, now: datetime | None = None) -> Opening | None:

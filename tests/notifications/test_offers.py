@@ -271,3 +271,36 @@ def test_an_offer_link_takes_no_post_without_its_csrf_token_and_opens_nothing_wh
     assert forged.status_code == 403
     assert offer_of(entry).status == "offered" and not Series.objects.filter(patient=entry.patient).exists()
     assert unknown.status_code == 404 and "Careful" not in unknown.content.decode()
+
+
+def test_a_short_visit_filling_a_long_ones_chair_leaves_the_rest_offered(clinic, booster, now):
+    pain = protocol_make(clinic, kind="pain", driver_required=False, fasting_hours=0, session_count=1)
+    long_visit = series_book(patient=patient_make(clinic), protocol=pain, starts=[tomorrow_at(clinic, 9, now)],
+                             now=now - timedelta(days=3)).sessions.get()  # fmt: skip
+    session_cancel(session=long_visit, reason="travelling", now=now)
+    first = waiting(clinic, booster, now, "First", days_ago=5)
+    second = waiting(clinic, booster, now, "Second", days_ago=2)
+    offers.offers_tick(now=now)
+    assert offer_accept(offer=offer_of(first), now=now + timedelta(minutes=5)).outcome == "accepted"
+
+    offers.offers_tick(now=now + timedelta(minutes=6))
+
+    rest = Opening.objects.get(freed_by=long_visit, status="open")
+    assert rest.starts_at == tomorrow_at(clinic, 11, now) and rest.chair_id == long_visit.chair_id
+    assert offer_of(second).opening == rest
+
+
+def test_a_time_within_the_minimum_notice_is_no_longer_offered_and_fresh_cancels_go_first(
+    clinic, booster, now, monkeypatch
+):
+    close = freed(clinic, booster, now + timedelta(hours=24, minutes=5), now)
+    older = freed(clinic, booster, tomorrow_at(clinic, 14, now) + timedelta(days=1), now - timedelta(hours=1))
+    Opening.objects.filter(freed_by=older).update(checked_at=now - timedelta(minutes=20))  # nobody fitted then
+    fresh = freed(clinic, booster, tomorrow_at(clinic, 14, now) + timedelta(days=2), now)
+    waiting(clinic, booster, now, "Anyone")
+    monkeypatch.setattr(offers, "OPENINGS_PER_TICK", 1)
+
+    offers.offers_tick(now=now)
+
+    assert Opening.objects.get(freed_by=close).status == "lapsed"
+    assert Offer.objects.get().opening.freed_by == fresh  # never looked at, before a recheck
