@@ -106,38 +106,29 @@ def _still_to_come(session: Session):
 
 def _values(message: Message, token: str, language: str) -> dict[str, str]:
     session = message.session
-    clinic = session.clinic
-    local = session.starts_at.astimezone(clinic.zone)
     count = session.series.protocol.session_count
     if message.purpose == Purpose.BOOKED:
         count = session.series.sessions.filter(status__in=session.UPCOMING).count() or 1
-    return _Values(
-        {
-            "clinic": clinic.sender_name,
-            "date": short_date_text(local, language),
-            "time": short_time_text(local, language),
-            "link": patient_url(token),
-            "phone": clinic.phone,
-            "address": clinic.address,
-            "number": str(session.number),
-            "count": str(count),
-            "visit": session.series.protocol.patient_name_in(language),
-        },
-        session,
-        language,
-    )
+    values = _placeholders(session.clinic, session.starts_at, session.series.protocol, token, language)
+    return _Values({**values, "number": str(session.number), "count": str(count)}, session, language)
 
 
 def _owner_values(message: Message, token: str, language: str) -> dict[str, str]:
     """An offer's or a recall's placeholders: the offered time, or the first day a booster is due."""
     clinic = message.clinic
     if message.offer is not None:
-        local = message.offer.opening.starts_at.astimezone(clinic.zone)
-        protocol = message.offer.entry.protocol
+        moment, protocol = message.offer.opening.starts_at, message.offer.entry.protocol
     else:
         recall = message.recall
-        local = datetime.combine(max(recall.next_on, local_date(timezone.now(), clinic.zone)), time(12), clinic.zone)
-        protocol = recall.protocol
+        day = max(recall.next_on, local_date(timezone.now(), clinic.zone))
+        moment, protocol = datetime.combine(day, time(12), clinic.zone), recall.protocol
+    return {**_placeholders(clinic, moment, protocol, token, language), "schedule": ""}
+
+
+def _placeholders(clinic, moment: datetime, protocol, token: str, language: str) -> dict[str, str]:
+    """Every placeholder a wording may use, for a visit of `protocol` at `moment`: the first of
+    its sessions unless the caller says which."""
+    local = moment.astimezone(clinic.zone)
     return {
         "clinic": clinic.sender_name,
         "date": short_date_text(local, language),
@@ -148,7 +139,6 @@ def _owner_values(message: Message, token: str, language: str) -> dict[str, str]
         "number": "1",
         "count": str(protocol.session_count),
         "visit": protocol.patient_name_in(language),
-        "schedule": "",
     }
 
 

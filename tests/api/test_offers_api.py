@@ -2,36 +2,20 @@
 (as the tick would), list the offers with their state; a second offer, another clinic's entry
 or a session that freed nothing is refused naming the rule or the field."""
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 
 import pytest
 from django.contrib.auth.models import Group, User
-from django.utils import timezone
 from rest_framework.test import APIClient
 
 from notifications.models import Message
 from sessions.models import Offer
-from sessions.services import series_book, session_cancel
+from sessions.services import series_book
 from sessions.waitlist import waitlist_join
+from tests.api.conftest import day_ahead
 from tests.factories import clinic_make, patient_make, protocol_make
 
 pytestmark = pytest.mark.django_db
-
-
-def day_ahead(clinic, days: int = 5):
-    return (timezone.now().astimezone(clinic.zone) + timedelta(days=days)).date()
-
-
-@pytest.fixture
-def booster(clinic):
-    return clinic.protocols.get(name="Booster")
-
-
-@pytest.fixture
-def freed(clinic, booster):
-    start = datetime.combine(day_ahead(clinic), time(10))
-    session = series_book(patient=patient_make(clinic), protocol=booster, starts=[start]).sessions.get()
-    return session_cancel(session=session, reason="patient asked")
 
 
 @pytest.fixture

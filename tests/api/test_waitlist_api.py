@@ -1,34 +1,17 @@
 """The waitlist through the API: join, list in rank order, candidates for a freed time, book one,
 remove; bad input names the field, and another clinic's entries are out of reach."""
 
-from datetime import datetime, time, timedelta
+from datetime import datetime
 
 import pytest
 from django.contrib.auth.models import Group, User
-from django.utils import timezone
 from rest_framework.test import APIClient
 
 from sessions.models import WaitlistEntry
-from sessions.services import series_book, session_cancel
+from tests.api.conftest import day_ahead
 from tests.factories import clinic_make, patient_make, protocol_make
 
 pytestmark = pytest.mark.django_db
-
-
-def day_ahead(clinic, days: int = 5):
-    return (timezone.now().astimezone(clinic.zone) + timedelta(days=days)).date()
-
-
-@pytest.fixture
-def booster(clinic):
-    return clinic.protocols.get(name="Booster")
-
-
-@pytest.fixture
-def freed(clinic, booster):
-    start = datetime.combine(day_ahead(clinic), time(10))
-    session = series_book(patient=patient_make(clinic), protocol=booster, starts=[start]).sessions.get()
-    return session_cancel(session=session, reason="patient asked")
 
 
 def join(api, patient, protocol, day, **more):
