@@ -2,7 +2,8 @@
 and a waitlist answering the offers the beat tick makes, all through the real code.
 
 The calendar is laid out in bulk (bench/clinic.py); everything after that goes through the
-services with `now` set to the simulated moment: patients join the waitlist (`waitlist_join`),
+services with `now` set to the simulated moment: a standing waitlist of 60 patients
+(`waitlist_join`; whoever is booked from it, or whose window ends, is followed by a newcomer),
 sessions are cancelled (`session_cancel`, whose receiver records the freed time as an `Opening`)
 and marked no-show (`session_mark`), the tick offers the openings (`offers_tick`), and patients
 accept or decline (`offer_accept`, `offer_decline`) or let the offer run out. Texts and emails
@@ -27,10 +28,9 @@ from django.db.models import Min
 
 from notifications.offers import OPENINGS_PER_TICK, SHORTEST_OFFER, offers_tick, openings_due_a_look
 from sessions.clock import local_date, wall_clock
-from sessions.models import Offer, Opening, Patient, Session, WaitlistEntry
-from sessions.selectors import self_service_notice
+from sessions.models import Offer, Opening, Session, WaitlistEntry
 from sessions.services import session_cancel, session_mark
-from sessions.waitlist import offer_accept, offer_decline, waitlist_candidates, waitlist_join
+from sessions.waitlist import offer_accept, offer_decline, waitlist_candidates, waitlist_join, waitlist_remove
 
 from .clinic import CHAIRS, CLOSES, OPENS, BenchClinic, bench_clinic_build, patient_new
 from .database import database_analyze
@@ -44,8 +44,14 @@ LEAD_DAYS, MONTH_DAYS = 2, 30
 CANCEL_SHARE, NO_SHOW_SHARE = 0.08, 0.05
 CANCEL_NOTICE = timedelta(hours=48)
 NO_SHOW_MARKED = timedelta(minutes=15)
-# Who waits, for what: most for a booster (one session), a few for a 6-session induction.
+# The waitlist stands at WAITLIST patients waiting at every moment: whoever is booked from it, or
+# whose window ends, is followed at that moment by a newcomer. Who waits, for what: most for a
+# booster (one session), a few for a 6-session induction, the first WAITLIST in these numbers,
+# each newcomer drawn in their proportions.
+WAITLIST = 60
 WISHES = (("booster", 52), ("induction", 8))
+# A patient can come on 5–14 days from the day they join.
+WINDOW_DAYS = (5, 14)
 ACCEPT_RATE = 0.11
 # An offer not accepted is declined this often, else left to run out; an answer comes 1–30
 # minutes after the offer (sooner when the offer is shorter).
@@ -81,6 +87,7 @@ class Bound:
 class _Run:
     """The simulated clock's queue of events, and what the simulation saw as it went."""
 
+    bench: BenchClinic
     began: datetime
     # Openings starting sooner than this after `now` can be offered to nobody (rule 13's notice).
     dead_band: timedelta
@@ -90,6 +97,9 @@ class _Run:
     tick_ms: list[float] = field(default_factory=list)
     answers: Counter[str] = field(default_factory=Counter)
     joins_refused: list[str] = field(default_factory=list)
+    # Who joined the waitlist, by why: at the start, after a booking, after a window's end.
+    joins: Counter[str] = field(default_factory=Counter)
+    numbers: count = field(default_factory=lambda: count(900_000))
     # Openings some waiting patient fitted when their session was cancelled.
     fitted: set[int] = field(default_factory=set)
     first_looked: dict[int, datetime] = field(default_factory=dict)
@@ -119,10 +129,13 @@ def refill_benchmarks(options: Options) -> Group:
     rng = Random(options.seed)
     start = wall_clock(bench.first_date, time(0), bench.clinic.zone)
     month = (start + timedelta(days=LEAD_DAYS), start + timedelta(days=LEAD_DAYS + MONTH_DAYS))
-    notice = min(self_service_notice(clinic=bench.clinic, protocol=p) for p in bench.protocols.values())
-    run = _Run(began=start, dead_band=notice + SHORTEST_OFFER, last_tick=start - TICK)
+    # The shortest notice any visit keeps, as openings_lapse_past_notice reads it.
+    clinic = bench.clinic
+    hours = clinic.self_service_notice_hours
+    notice = timedelta(hours=clinic.cancellation_notice_hours if hours is None else hours)
+    run = _Run(bench=bench, began=start, dead_band=notice + SHORTEST_OFFER, last_tick=start - TICK)
     plan = _month_plan(bench, month, rng, run)
-    _waitlist_plan(bench, month, rng, run)
+    _waitlist_open(rng, run)
     simulated = clock.perf_counter()
     _simulate(run, rng, end=month[1])
     group = Group(title="Refill", description="")
@@ -179,25 +192,46 @@ def _missing(session: Session) -> Callable[[datetime], None]:
     return miss
 
 
-def _waitlist_plan(bench: BenchClinic, month: tuple[datetime, datetime], rng: Random, run: _Run) -> None:
-    """Queue the waiting patients' joins: each can come on 5–14 days somewhere in the month, and
-    joins at a random moment before the first of them; a third keep to some weekdays, a quarter
-    to mornings or afternoons, a quarter need the visit by a date."""
-    wants = [bench.protocols[key] for key, many in WISHES for _ in range(many)]
+def _waitlist_open(rng: Random, run: _Run) -> None:
+    """The waitlist at the clock's start: WAITLIST patients, in WISHES' numbers."""
+    wants = [key for key, many in WISHES for _ in range(many)]
     rng.shuffle(wants)
-    # Numbered past the bench's own patients: a phone of their own each.
-    patients = Patient.objects.bulk_create(
-        patient_new(bench.clinic, 900_000 + n, prefix="W") for n in range(len(wants))
-    )
+    for key in wants:
+        _patient_join(rng, run, run.began, key, why="at the start")
+
+
+def _patient_join(rng: Random, run: _Run, now: datetime, key: str, *, why: str) -> None:
+    """A new patient joins the waitlist now, able to come on 5–14 days from today; a third keep to
+    some weekdays, a quarter to mornings or afternoons, a quarter need the visit by a date. When
+    their last day ends, they leave the list if still on it, and someone new joins."""
+    bench = run.bench
+    patient = patient_new(bench.clinic, next(run.numbers), prefix="W")  # a phone of their own each
+    patient.save()
     zone = bench.clinic.zone
-    first_day, last_day = local_date(month[0], zone), local_date(month[1], zone) - timedelta(days=1)
-    for patient, protocol in zip(patients, wants, strict=True):
-        earliest = first_day + timedelta(days=rng.randrange((last_day - first_day).days - 4))
-        latest = min(earliest + timedelta(days=rng.randint(4, 13)), last_day)
-        wish = {"patient": patient, "protocol": protocol, "earliest": earliest, "latest": latest}
-        wish.update(_preferences(rng, earliest, latest))
-        joins = wall_clock(earliest, time(0), zone) - timedelta(days=1)
-        run.at(run.began + (joins - run.began) * rng.random(), _joining(run, wish))
+    earliest = local_date(now, zone)
+    latest = earliest + timedelta(days=rng.randint(*WINDOW_DAYS) - 1)
+    wish = {"patient": patient, "protocol": bench.protocols[key], "earliest": earliest, "latest": latest}
+    wish.update(_preferences(rng, earliest, latest))
+    try:
+        entry = waitlist_join(**wish, now=now)
+    except ValidationError as error:  # counted and shown: the month goes on without them
+        run.joins_refused.append(f"{patient.external_id}: {error}")
+        return
+    run.joins[why] += 1
+    run.at(wall_clock(latest + timedelta(days=1), time(0), zone), _window_ending(rng, run, entry))
+
+
+def _newcomer_join(rng: Random, run: _Run, now: datetime, *, why: str) -> None:
+    key = rng.choices([key for key, _ in WISHES], weights=[many for _, many in WISHES])[0]
+    _patient_join(rng, run, now, key, why=why)
+
+
+def _window_ending(rng: Random, run: _Run, entry: WaitlistEntry) -> Callable[[datetime], None]:
+    def end(now: datetime) -> None:
+        if waitlist_remove(entry=entry, now=now):
+            _newcomer_join(rng, run, now, why="after another's window ended")
+
+    return end
 
 
 def _preferences(rng: Random, earliest: date, latest: date) -> dict[str, Any]:
@@ -210,16 +244,6 @@ def _preferences(rng: Random, earliest: date, latest: date) -> dict[str, Any]:
     if rng.random() < 1 / 4:
         chosen["needed_by"] = earliest + timedelta(days=rng.randint(2, (latest - earliest).days))
     return chosen
-
-
-def _joining(run: _Run, wish: dict[str, Any]) -> Callable[[datetime], None]:
-    def join(now: datetime) -> None:
-        try:
-            waitlist_join(**wish, now=now)
-        except ValidationError as error:  # counted and shown: the month goes on without them
-            run.joins_refused.append(f"{wish['patient'].external_id}: {error}")
-
-    return join
 
 
 def _simulate(run: _Run, rng: Random, *, end: datetime) -> None:
@@ -282,12 +306,15 @@ def _crowd_count(run: _Run, looked: set[int], offered: set[int], now: datetime) 
 def _next_tick(run: _Run, tick_at: datetime, end: datetime) -> datetime:
     """The next tick on the 15-minute grid that can do anything: the next one, where it would look
     at an opening not looked at since the state last changed; else the one at or after the next
-    moment the state changes (an event: a join, a cancel, a no-show, an answer; an offer running
-    out; an opening coming within SHORTEST_OFFER of its start). Between those moments the ticks
+    moment the state changes (an event: a join, a window's end, a cancel, a no-show, an answer; an
+    offer running out; an opening coming within the clinic's notice and SHORTEST_OFFER of its start,
+    where it lapses). Between those moments the ticks
     would only look again, with nothing changed, at openings nobody was offered (the waiting
-    patients a time fits only shrink as time passes, with the notice), so they are skipped: run
-    at every tick, the simulation made the same offers (each one's time, patient and end alike,
-    over the whole month), in three times the wall-clock time."""
+    patients a time fits only shrink as time passes, with the notice), so they are skipped. Run at
+    every tick, the simulation made the same offers (each one's time, patient and end alike, over
+    the whole month), in three times the wall-clock time: checked before the standing waitlist and
+    the tick's least-recently-looked-at order, not since (a run of every tick now takes over 10
+    minutes)."""
     following = tick_at + TICK
     if set(openings_due_a_look(now=following)[:OPENINGS_PER_TICK]) - run.seen:
         return following
@@ -295,7 +322,7 @@ def _next_tick(run: _Run, tick_at: datetime, end: datetime) -> datetime:
     expiry = Offer.objects.filter(status=Offer.Status.OFFERED).aggregate(at=Min("expires_at"))["at"]
     soonest = Opening.objects.filter(status=Opening.Status.OPEN).aggregate(at=Min("starts_at"))["at"]
     wakes += [expiry] if expiry else []
-    wakes += [soonest - SHORTEST_OFFER] if soonest else []
+    wakes += [soonest - run.dead_band] if soonest else []
     if not wakes:
         return end
     return max(following, run.began + TICK * math.ceil((min(wakes) - run.began) / TICK))
@@ -307,20 +334,32 @@ def _answer_queue(run: _Run, rng: Random, offer: Offer) -> None:
     within = min(ANSWER_WITHIN, offer.expires_at - offer.created_at - timedelta(minutes=1))
     answered = offer.created_at + timedelta(minutes=1) + (within - timedelta(minutes=1)) * rng.random()
     if draw < ACCEPT_RATE:
-        run.at(answered, lambda now: run.answers.update([f"accept: {offer_accept(offer=offer, now=now).outcome}"]))
+        run.at(answered, _accepting(rng, run, offer))
     elif draw < ACCEPT_RATE + (1 - ACCEPT_RATE) * DECLINE_SHARE:
         run.at(answered, lambda now: run.answers.update([f"decline: {offer_decline(offer=offer, now=now).outcome}"]))
     else:
         run.answers["left to run out"] += 1
 
 
+def _accepting(rng: Random, run: _Run, offer: Offer) -> Callable[[datetime], None]:
+    def accept(now: datetime) -> None:
+        outcome = offer_accept(offer=offer, now=now).outcome
+        run.answers[f"accept: {outcome}"] += 1
+        if outcome == "accepted":
+            _newcomer_join(rng, run, now, why="after another was booked")
+
+    return accept
+
+
 @dataclass(frozen=True)
 class _Outcome:
     """The month as the database holds it at its end."""
 
+    # The cancels' openings, and the rests of their times that shorter visits left (`_opening_rest`).
     openings: list[Opening]
     freed: dict[int, timedelta]  # by the cancelled session's id
-    refilled: dict[int, timedelta]  # by the filled opening's id, ≥ 24 h ahead
+    # By the filled opening's id, ≥ 24 h ahead: the part of the cancelled session's time it took.
+    refilled: dict[int, timedelta]
     offers: int
     accepted: int
     # Ticks from each offered opening's cancel to its first offer, by opening id.
@@ -328,10 +367,11 @@ class _Outcome:
 
 
 def _outcome(plan: _Plan) -> _Outcome:
+    cancelled = {s.pk: s for s in plan.cancels}
     freed = {s.pk: s.ends_at - s.starts_at for s in plan.cancels}
     openings = list(Opening.objects.filter(freed_by_id__in=freed).order_by("starts_at", "pk"))
     refilled = {
-        o.pk: min(_refilled_length(o), freed[o.freed_by_id])
+        o.pk: _refilled_length(o, cancelled[o.freed_by_id])
         for o in openings
         if o.status == Opening.Status.FILLED and o.closed_at <= o.starts_at - REFILL_AHEAD
     }
@@ -348,11 +388,12 @@ def _outcome(plan: _Plan) -> _Outcome:
     )
 
 
-def _refilled_length(opening: Opening) -> timedelta:
-    """Chair time the waitlist's booking took at the opening's start (an induction's other
-    sessions land on other days: they are not the freed time made good)."""
+def _refilled_length(opening: Opening, cancelled: Session) -> timedelta:
+    """The part of the cancelled session's time the waitlist's booking at the opening's start took
+    (an induction's other sessions land on other days: they are not the freed time made good; a
+    visit running past the cancelled one's end takes time that was free anyway)."""
     session = Session.objects.get(series_id=opening.filled_series_id, starts_at=opening.starts_at)
-    return session.ends_at - session.starts_at
+    return max(min(session.ends_at, cancelled.ends_at) - max(session.starts_at, cancelled.starts_at), timedelta())
 
 
 def _rows(group: Group, bench: BenchClinic, plan: _Plan, run: _Run) -> None:
@@ -460,22 +501,23 @@ def _band(ticks: int) -> str:
 
 
 def _waitlist_note(bench: BenchClinic, plan: _Plan, run: _Run, out: _Outcome) -> str:
-    entries = WaitlistEntry.objects.filter(clinic=bench.clinic).select_related("protocol")
-    by_status = Counter(entry.status for entry in entries)
-    # Each waiting patient takes one session at the opening they accept: the most the list can refill.
-    demand = _hours(sum((timedelta(minutes=entry.protocol.chair_minutes) for entry in entries), timedelta()))
-    freed = _hours(sum(out.freed.values(), timedelta()))
-    longer = [o for o in out.openings if o.pk in out.refilled and out.refilled[o.pk] < out.freed[o.freed_by_id]]
-    left = _hours(sum((out.freed[o.freed_by_id] - out.refilled[o.pk] for o in longer), timedelta()))
+    by_status = Counter(WaitlistEntry.objects.filter(clinic=bench.clinic).values_list("status", flat=True))
+    rests = [o for o in out.openings if o.reason == "the rest of a freed time"]
+    filled = {o.freed_by_id: timedelta() for o in out.openings if o.pk in out.refilled}
+    for o in out.openings:
+        if o.pk in out.refilled:
+            filled[o.freed_by_id] += out.refilled[o.pk]
+    left = [out.freed[pk] - taken for pk, taken in filled.items() if taken < out.freed[pk]]
     return (
-        "Waitlist at the month's end: "
-        + ", ".join(f"{name} {n}" for name, n in by_status.most_common())
-        + f" of {len(entries)}"
+        f"Waitlist: {run.joins.total()} patients joined it over the {LEAD_DAYS + MONTH_DAYS} simulated days, "
+        + ", ".join(f"{n} {why}" for why, n in run.joins.most_common())
         + (f"; joins refused: {'; '.join(run.joins_refused)}" if run.joins_refused else "")
-        + f". Had every one of them been booked into freed time, they would have refilled {demand:.0f} of the "
-        f"{freed:.0f} chair-hours freed ({100 * demand / freed:.0f}%): the most this waitlist can refill. "
-        f"{len(longer)} filled openings were longer than the visit that filled them (a 5-hour pain session "
-        f"taken by a 2-hour booster): {left:.0f} chair-hours of them stay free, and the tick does not offer the rest."
+        + ". At the end: "
+        + ", ".join(f"{name} {n}" for name, n in by_status.most_common())
+        + f" (removed: their window ended). {len(rests)} openings were the rest of a cancelled session's time "
+        f"that a shorter visit left (`_opening_rest`), {sum(o.pk in out.refilled for o in rests)} of them filled. "
+        f"{len(left)} cancelled sessions were refilled only in part: {_hours(sum(left, timedelta())):.0f} "
+        "chair-hours of them stay free (each piece shorter than REST_WORTH_OFFERING, or its rest not filled)."
     )
 
 
@@ -488,18 +530,21 @@ def _describe(bench: BenchClinic, plan: _Plan, run: _Run, build_seconds: float, 
         f"{CANCEL_SHARE:.0%} of the month's sessions ({len(plan.cancels)}) are cancelled through "
         f"`session_cancel`, each at a random moment from the clock's start ({LEAD_DAYS} days before the month) "
         f"to 48 h before its start; {NO_SHOW_SHARE:.0%} ({len(plan.no_shows)}) are marked no-show 15 minutes "
-        f"after theirs. {sum(n for _, n in WISHES)} patients join the waitlist through `waitlist_join` "
-        f"({_wishes(bench)}), at a random moment before their first day, "
-        f"each able to come on 5–14 days of the month; a third keep to some weekdays, a quarter to mornings or "
-        f"afternoons, a quarter need the visit by a date. Every patient has a phone and an email, so an offer "
-        f"reaches them at any hour. `offers_tick` runs on a {TICK.seconds // 60}-minute grid with the settings "
-        f"as deployed (WAITLIST_OFFER_BATCH {settings.WAITLIST_OFFER_BATCH}, WAITLIST_OFFER_MINUTES "
+        f"after theirs. The waitlist stands at {WAITLIST} patients waiting at every moment: {WAITLIST} join "
+        f"through `waitlist_join` at the clock's start ({_wishes(bench)}), and whenever one is booked from it, "
+        f"or reaches the end of their window (and leaves it), a new patient joins at that moment, wishing for "
+        f"either in the same proportions ({run.joins.total() - WAITLIST} joined so; see the notes). Each can come "
+        f"on {WINDOW_DAYS[0]}–{WINDOW_DAYS[1]} days from the day they join; a third keep to some weekdays, a "
+        f"quarter to mornings or afternoons, a quarter need the visit by a date. Every patient has a phone and an "
+        f"email, so an offer reaches them at any hour. `offers_tick` runs on a {TICK.seconds // 60}-minute grid "
+        f"with the settings as deployed (WAITLIST_OFFER_BATCH {settings.WAITLIST_OFFER_BATCH}, WAITLIST_OFFER_MINUTES "
         f"{settings.WAITLIST_OFFER_MINUTES}, WAITLIST_RECHECK_MINUTES {settings.WAITLIST_RECHECK_MINUTES}; "
         f"{OPENINGS_PER_TICK} openings a tick; the clinic's minimum notice "
         f"{_hours(run.dead_band - SHORTEST_OFFER):g} h); "
         f"a tick that could do nothing (it would only look again, with nothing changed since, at openings "
-        f"nobody was offered) is skipped: {len(run.tick_ms):,} of the {every_tick:,} ticks ran, and a run of "
-        f"every tick makes the same offers. Each offer is accepted with probability {ACCEPT_RATE:.0%} (seeded), "
+        f"nobody was offered) is skipped: {len(run.tick_ms):,} of the {every_tick:,} ticks ran (a run of "
+        f"every tick made the same offers when last checked, before the standing waitlist and the tick's "
+        f"least-recently-looked-at order). Each offer is accepted with probability {ACCEPT_RATE:.0%} (seeded), "
         f"else declined ({DECLINE_SHARE:.0%} of the rest) or left to run out; an answer comes 1–"
         f"{ANSWER_WITHIN.seconds // 60} minutes after its offer, inside its validity. Texts and emails are "
         f"planned, not sent. Every row but the last is a count, not a time: the median and p95 columns hold "

@@ -73,7 +73,8 @@ def offers_tick(*, now: datetime | None = None) -> int:
 def openings_lapse_past_notice(*, now: datetime) -> int:
     """Openings no patient may take alone any more end: their start is within the clinic's
     shortest minimum notice (its own, else the cancellation notice, which every protocol's notice
-    is at least) and an offer's shortest life. Staff can still fill the time by hand."""
+    is at least) and an offer's shortest life. Staff can still fill the time by hand. One with an
+    offer out waits for it: an offer ends before the notice, and may still be taken until then."""
     notice = ExpressionWrapper(
         Coalesce("clinic__self_service_notice_hours", "clinic__cancellation_notice_hours") * timedelta(hours=1),
         output_field=DurationField(),
@@ -82,6 +83,7 @@ def openings_lapse_past_notice(*, now: datetime) -> int:
         Opening.objects.filter(status=Opening.Status.OPEN)
         .alias(last_offer_at=F("starts_at") - notice - SHORTEST_OFFER)
         .filter(last_offer_at__lte=now)
+        .exclude(Exists(Offer.objects.filter(opening=OuterRef("pk"), status=Offer.Status.OFFERED)))
         .update(status=Opening.Status.LAPSED, reason="within the minimum notice", closed_at=now)
     )
 

@@ -304,3 +304,15 @@ def test_a_time_within_the_minimum_notice_is_no_longer_offered_and_fresh_cancels
 
     assert Opening.objects.get(freed_by=close).status == "lapsed"
     assert Offer.objects.get().opening.freed_by == fresh  # never looked at, before a recheck
+
+
+def test_an_offer_out_when_its_time_nears_the_notice_can_still_be_taken(clinic, booster, now):
+    gone = freed(clinic, booster, now + timedelta(hours=24, minutes=40), now)
+    entry = waiting(clinic, booster, now, "Late")
+    offers.offers_tick(now=now)
+    assert offer_of(entry).expires_at == gone.starts_at - timedelta(hours=24)
+
+    offers.offers_tick(now=now + timedelta(minutes=35))  # past the last moment a new offer could start
+
+    assert Opening.objects.get(freed_by=gone).status == "open"
+    assert offer_accept(offer=offer_of(entry), now=now + timedelta(minutes=36)).outcome == "accepted"
