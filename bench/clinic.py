@@ -89,9 +89,11 @@ class BenchClinic:
         return self.first_date + timedelta(days=index)
 
 
-def bench_clinic_build(*, seed: int, sessions: int = 20_000, patients: int = 4_000, fill: float = 0.70) -> BenchClinic:
+def bench_clinic_build(
+    *, seed: int, sessions: int = 20_000, patients: int = 4_000, fill: float = 0.70, name: str = "Bench Clinic"
+) -> BenchClinic:
     began = clock.perf_counter()
-    clinic = _clinic_create()
+    clinic = _clinic_create(name)
     protocols = {p.key: _protocol_create(clinic, p) for p in PRESETS}
     chair_ids = list(clinic.chairs.order_by("name").values_list("pk", flat=True))
     patient_ids = [p.pk for p in Patient.objects.bulk_create(patient_new(clinic, n) for n in range(patients))]
@@ -140,9 +142,9 @@ def _days_for(sessions: int, fill: float) -> int:
     return round(sessions * cells_per_series / sessions_per_series / (fill * cells_per_day))
 
 
-def _clinic_create() -> Clinic:
+def _clinic_create(name: str) -> Clinic:
     clinic = Clinic.objects.create(
-        name="Bench Clinic",
+        name=name,
         time_zone=ZONE,
         phone="+16025550100",
         address="1 Bench Way, Phoenix AZ",
