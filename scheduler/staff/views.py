@@ -36,7 +36,7 @@ from sessions import recalls, services, waitlist
 from sessions import selectors as booking_selectors
 from sessions.access import clinics_for, within_clinics
 from sessions.calendar import BookingConflict
-from sessions.models import AuditEvent, Chair, Clinic, Offer, Recall, Series, Session, WaitlistEntry
+from sessions.models import AuditEvent, Chair, Clinic, Offer, Opening, Recall, Series, Session, WaitlistEntry
 
 from . import forms, selectors, two_factor
 from .board import board_build, month_build, week_build
@@ -558,9 +558,18 @@ def session_fill(request: HttpRequest, session_id: int) -> HttpResponse:
             )
             messages.success(request, f"{entry.patient} booked from the waitlist: {series.protocol}.")
             return redirect(board)
-    candidates = waitlist.waitlist_candidates(clinic=session.clinic, starts_at=session.starts_at, chair=session.chair)
+    filled = (
+        Opening.objects.filter(freed_by=session, starts_at=session.starts_at, status=Opening.Status.FILLED)
+        .select_related("filled_series__patient", "filled_series__protocol")
+        .first()
+    )
+    candidates = (
+        []
+        if filled
+        else waitlist.waitlist_candidates(clinic=session.clinic, starts_at=session.starts_at, chair=session.chair)
+    )
     made = Offer.objects.filter(opening__freed_by=session).select_related("patient", "entry__protocol")
-    context = {"session": session, "candidates": candidates, "opening": opening, "offers": made}
+    context = {"session": session, "candidates": candidates, "opening": opening, "offers": made, "filled": filled}
     return _render(request, "staff/fill.html", context, section="waitlist")
 
 

@@ -118,3 +118,15 @@ def test_a_scheduler_offers_a_freed_time_by_text_and_sees_the_offer_out(schedule
     assert any("offered this time already" in str(m) for m in again.context["messages"])
     listed = scheduler.get(reverse("staff:waitlist")).content.decode()
     assert "Offered " in listed and offer.expires_at.astimezone(clinic.zone).strftime("%H:%M") in listed
+
+
+def test_a_time_filled_from_the_waitlist_says_who_took_it(scheduler, clinic, booster, cancelled, later):
+    entry = waitlist_join(patient=patient_make(clinic, first_name="Taker"), protocol=booster,
+                          earliest=later - timedelta(days=1), latest=later + timedelta(days=1))  # fmt: skip
+    fill = reverse("staff:session-fill", args=[cancelled.pk])
+    scheduler.post(fill, {"entry": entry.pk})
+
+    page = scheduler.get(fill).content.decode()
+
+    assert "Filled from the waitlist:" in page and "Taker" in page
+    assert "No one on the waitlist can take this time" not in page
