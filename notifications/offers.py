@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import DurationField, Exists, ExpressionWrapper, F, OuterRef, Q
+from django.db.models import DurationField, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -264,11 +264,7 @@ def recalls_text(*, now: datetime | None = None) -> int:
     its due day, or on the day a snooze ends. Returns how many recalls were texted."""
     now = now or timezone.now()
     lead = timedelta(days=settings.RECALL_TEXT_LEAD_DAYS)
-    # Widely by UTC's date, then exactly by each clinic's.
-    near = now.date() + lead + timedelta(days=1)
-    recalls = Recall.objects.filter(
-        Q(status=Recall.Status.DUE, due_on__lte=near) | Q(status=Recall.Status.SNOOZED, snoozed_until__lte=near)
-    ).select_related("clinic", "protocol")
+    recalls = recalls_due_a_text(now=now)
     texted = 0
     for recall in recalls.order_by("due_on", "pk")[: settings.REMINDER_TICK_BATCH]:
         today = local_date(now, recall.clinic.zone)
@@ -297,6 +293,18 @@ def recalls_text(*, now: datetime | None = None) -> int:
                          detail=", ".join(sorted(row.channel for row in rows)) or "no channel")  # fmt: skip
             texted += 1
     return texted
+
+
+def recalls_due_a_text(*, now: datetime) -> QuerySet[Recall]:
+    """Open recalls near their day (widely, by UTC's date: `recalls_text` checks each clinic's)
+    and not yet texted for it: those already texted are not read again on every tick."""
+    near = now.date() + timedelta(days=settings.RECALL_TEXT_LEAD_DAYS + 1)
+    untexted_due = Q(texted_for=None) | ~Q(texted_for=F("due_on"))
+    untexted_snooze = Q(texted_for=None) | ~Q(texted_for=F("snoozed_until"))
+    return Recall.objects.filter(
+        Q(untexted_due, status=Recall.Status.DUE, due_on__lte=near)
+        | Q(untexted_snooze, status=Recall.Status.SNOOZED, snoozed_until__lte=near)
+    ).select_related("clinic", "protocol")
 
 
 def _row(

@@ -109,3 +109,13 @@ def test_an_opted_out_patient_gets_no_text_and_stays_on_the_staff_list(clinic, i
     assert outcomes == ["skipped"] and twilio.messages == []
     assert Message.objects.get(recall=recall).reason == "patient opted out of texts"
     assert [row.recall for row in recalls_open(clinic=clinic, now=texted_at + timedelta(days=7))] == [recall]
+
+
+def test_a_recall_already_texted_is_not_read_again_by_each_tick(clinic, induction):
+    recall = completed_series(clinic, induction).recall
+    texted_at = at(clinic, recall.due_on - timedelta(days=7), 12)
+    assert list(offers.recalls_due_a_text(now=texted_at)) == [recall]
+
+    offers.recalls_text(now=texted_at)
+
+    assert not offers.recalls_due_a_text(now=texted_at + timedelta(minutes=1)).exists()
