@@ -33,7 +33,7 @@ from sessions.locking import lock_patient
 from sessions.models import AuditEvent, Offer, Opening, Patient, Recall, WaitlistEntry
 from sessions.selectors import self_service_notice
 from sessions.services import audit_record
-from sessions.waitlist import Candidate, waitlist_candidates
+from sessions.waitlist import waitlist_candidates
 
 from .models import Channel, Message, Purpose
 from .planning import channels_for, shift_out_of_quiet_hours, tick_kick
@@ -137,9 +137,9 @@ def offers_unreached(*, now: datetime) -> int:
         return Offer.objects.filter(pk__in=ids).update(status=Offer.Status.UNREACHED, closed_at=now)
 
 
-def opening_offer(*, opening_id: int, now: datetime, entries: list[WaitlistEntry] | None = None) -> list[Offer]:
-    """Offer one opening to its next candidates (or, by hand, to `entries`); none while an offer
-    of it is out. Lapses an opening whose time has come."""
+def opening_offer(*, opening_id: int, now: datetime) -> list[Offer]:
+    """Offer one opening to its next candidates; none while an offer of it is out, or when it was
+    looked at a moment ago with nothing changed since. Lapses an opening whose time has come."""
     with transaction.atomic():
         opening = (
             Opening.objects.select_for_update(skip_locked=True, no_key=True, of=("self",))
@@ -153,18 +153,15 @@ def opening_offer(*, opening_id: int, now: datetime, entries: list[WaitlistEntry
             opening.status, opening.reason, opening.closed_at = Opening.Status.LAPSED, "its time came", now
             opening.save(update_fields=["status", "reason", "closed_at"])
             return []
-        if entries is None:
-            if not _due_a_look(opening, now):
-                return []
-            found = waitlist_candidates(
-                clinic=opening.clinic, starts_at=opening.starts_at, chair=opening.chair, self_service=True,
-                opening=opening, limit=settings.WAITLIST_OFFER_BATCH * CANDIDATES_PER_OFFER, now=now,
-            )  # fmt: skip
-        else:
-            found = [Candidate(entry, [opening.starts_at]) for entry in entries]
+        if not _due_a_look(opening, now):
+            return []
+        found = waitlist_candidates(
+            clinic=opening.clinic, starts_at=opening.starts_at, chair=opening.chair, self_service=True,
+            opening=opening, limit=settings.WAITLIST_OFFER_BATCH * CANDIDATES_PER_OFFER, now=now,
+        )  # fmt: skip
         made = []
         for candidate in found:
-            if len(made) == (settings.WAITLIST_OFFER_BATCH if entries is None else len(found)):
+            if len(made) == settings.WAITLIST_OFFER_BATCH:
                 break
             offer = _offer_make(opening, candidate.entry, now)
             if offer is not None:
