@@ -89,12 +89,20 @@ def openings_lapse_past_notice(*, now: datetime) -> int:
 
 
 def openings_due_a_look(*, now: datetime) -> list[int]:
-    """Open openings with no offer out and due a look (`_due_a_look`), asked of the database,
-    the least recently looked at first (never looked at, or handed on, before a mere recheck):
-    openings waiting on an offer, or looked at a moment ago, take no tick's turn."""
+    """The openings due a look (`_openings_due`), the least recently looked at first (never
+    looked at, or handed on, before a mere recheck)."""
+    ordered = _openings_due(now).order_by(F("checked_at").asc(nulls_first=True), "starts_at", "pk")
+    return list(ordered.values_list("pk", flat=True))
+
+
+def _openings_due(now: datetime) -> QuerySet[Opening]:
+    """Open openings with no offer out, and never looked at, or an offer of it ended since the last
+    look (hand on at once), or nobody fitted at the last look and WAITLIST_RECHECK_MINUTES have
+    passed: openings waiting on an offer, or looked at a moment ago, take no tick's turn. Offers
+    that end never write to their opening: the opening's lock comes before its offers'."""
     offers = Offer.objects.filter(opening=OuterRef("pk"))
     recheck = now - timedelta(minutes=settings.WAITLIST_RECHECK_MINUTES)
-    return list(
+    return (
         Opening.objects.filter(status=Opening.Status.OPEN)
         .exclude(Exists(offers.filter(status=Offer.Status.OFFERED)))
         .filter(
@@ -102,8 +110,6 @@ def openings_due_a_look(*, now: datetime) -> list[int]:
             | Q(checked_at__lte=recheck)
             | Exists(offers.filter(closed_at__gte=OuterRef("checked_at")))
         )
-        .order_by(F("checked_at").asc(nulls_first=True), "starts_at", "pk")
-        .values_list("pk", flat=True)
     )
 
 
@@ -138,22 +144,17 @@ def offers_unreached(*, now: datetime) -> int:
 
 
 def opening_offer(*, opening_id: int, now: datetime) -> list[Offer]:
-    """Offer one opening to its next candidates; none while an offer of it is out, or when it was
-    looked at a moment ago with nothing changed since. Lapses an opening whose time has come."""
+    """Offer one opening to its next candidates, if it is still due a look once locked (another
+    tick, or an answer, may have got there first). The tick has lapsed those whose time came."""
     with transaction.atomic():
         opening = (
-            Opening.objects.select_for_update(skip_locked=True, no_key=True, of=("self",))
+            _openings_due(now)
+            .select_for_update(skip_locked=True, no_key=True, of=("self",))
             .select_related("clinic", "chair")
-            .filter(pk=opening_id, status=Opening.Status.OPEN)
+            .filter(pk=opening_id)
             .first()
         )
         if opening is None:
-            return []
-        if opening.starts_at <= now + SHORTEST_OFFER:
-            opening.status, opening.reason, opening.closed_at = Opening.Status.LAPSED, "its time came", now
-            opening.save(update_fields=["status", "reason", "closed_at"])
-            return []
-        if not _due_a_look(opening, now):
             return []
         found = waitlist_candidates(
             clinic=opening.clinic, starts_at=opening.starts_at, chair=opening.chair, self_service=True,
@@ -169,18 +170,6 @@ def opening_offer(*, opening_id: int, now: datetime) -> list[Offer]:
         opening.checked_at = now
         opening.save(update_fields=["checked_at"])
     return made
-
-
-def _due_a_look(opening: Opening, now: datetime) -> bool:
-    """No offer of it out, and never looked at, or an offer of it ended since the last look (hand
-    on at once), or nobody fitted at the last look and WAITLIST_RECHECK_MINUTES have passed. Offers
-    that end never write to their opening: the opening's lock comes before its offers'."""
-    offers = Offer.objects.filter(opening=opening)
-    if offers.filter(status=Offer.Status.OFFERED).exists():
-        return False
-    if opening.checked_at is None or offers.filter(closed_at__gte=opening.checked_at).exists():
-        return True
-    return opening.checked_at <= now - timedelta(minutes=settings.WAITLIST_RECHECK_MINUTES)
 
 
 def _offer_make(opening: Opening, entry: WaitlistEntry, now: datetime, actor=None) -> Offer | None:
@@ -266,8 +255,6 @@ def recalls_text(*, now: datetime | None = None) -> int:
     for recall in recalls.order_by("due_on", "pk")[: settings.REMINDER_TICK_BATCH]:
         today = local_date(now, recall.clinic.zone)
         day = recall.next_on
-        if recall.texted_for == day:
-            continue
         if (recall.status == Recall.Status.SNOOZED and day > today) or day - lead > today:
             continue
         with transaction.atomic():

@@ -10,11 +10,10 @@ from django.db import transaction
 
 from sessions.calendar import BookingConflict, ClinicCalendar, Slot
 from sessions.clock import dates_between, local_date, wall_clock
-from sessions.models import Chair, Offer, Recall, Series, Session, WaitlistEntry
+from sessions.models import Chair, Offer, Opening, Recall, Series, Session, WaitlistEntry
 from sessions.recalls import recall_snooze
 from sessions.selectors import self_service_notice
 from sessions.services import series_book
-from sessions.waitlist import OfferAnswer, offer_accept, offer_decline
 
 from .patient_actions import SLOT_DAYS, SLOTS_PER_DAY, LinkRefused, _wanted
 
@@ -36,19 +35,11 @@ def offer_state(*, offer: Offer, now: datetime) -> OfferState:
         return OfferState("accepted", False)
     if offer.entry.status == WaitlistEntry.Status.REMOVED:
         return OfferState("left", False)
-    if offer.status == Offer.Status.OFFERED and now < offer.expires_at and offer.opening.status == "open":
+    if offer.status == Offer.Status.OFFERED and now < offer.expires_at and offer.opening.status == Opening.Status.OPEN:
         return OfferState("open", waiting)
     if offer.status == Offer.Status.DECLINED:
         return OfferState("declined", waiting)
     return OfferState("gone", waiting)
-
-
-def link_offer_accept(*, offer: Offer, now: datetime) -> OfferAnswer:
-    return offer_accept(offer=offer, now=now)
-
-
-def link_offer_decline(*, offer: Offer, leave: bool, now: datetime) -> OfferAnswer:
-    return offer_decline(offer=offer, leave=leave, now=now)
 
 
 def link_recall_open(*, recall: Recall) -> bool:

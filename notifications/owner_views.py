@@ -11,10 +11,9 @@ from django.utils.translation import gettext
 
 from sessions.clock import local_date
 from sessions.models import Offer, Recall
+from sessions.waitlist import offer_accept, offer_decline
 
 from .owner_actions import (
-    link_offer_accept,
-    link_offer_decline,
     link_recall_book,
     link_recall_not_now,
     link_recall_open,
@@ -22,13 +21,21 @@ from .owner_actions import (
     offer_state,
 )
 from .patient_actions import LinkRefused
-from .patient_text import LANGUAGES, day_label, in_language, language_of, time_text, when_label, when_text
-
-_FLASH = "patient-link"
+from .patient_text import (
+    LINK_FLASH,
+    day_choices,
+    day_label,
+    in_language,
+    page_language,
+    phone_text,
+    time_text,
+    when_label,
+    when_text,
+)
 
 
 def owner_page(request: HttpRequest, owner: Offer | Recall, now: datetime, *, status: int = 200) -> HttpResponse:
-    language, keep = _language(request, owner)
+    language, keep = page_language(request, owner.patient)
     with in_language(language):
         context = _context(request, owner, now, language, keep)
         template = "patient/offer.html" if isinstance(owner, Offer) else "patient/recall.html"
@@ -36,7 +43,7 @@ def owner_page(request: HttpRequest, owner: Offer | Recall, now: datetime, *, st
 
 
 def owner_act(request: HttpRequest, owner: Offer | Recall, now: datetime, refusal) -> HttpResponse:
-    language, keep = _language(request, owner)
+    language, keep = page_language(request, owner.patient)
     action = request.POST.get("action", "")
     with in_language(language):
         try:
@@ -46,22 +53,22 @@ def owner_act(request: HttpRequest, owner: Offer | Recall, now: datetime, refusa
                 else _recall_act(owner, action, request.POST.get("starts_at", ""), now, language)
             )
         except LinkRefused as refused:
-            messages.error(request, refusal(refused.reason, owner.clinic.phone), extra_tags=_FLASH)
+            messages.error(request, refusal(refused.reason, phone_text(owner.clinic.phone)), extra_tags=LINK_FLASH)
         else:
             if text:
-                messages.success(request, text, extra_tags=_FLASH)
+                messages.success(request, text, extra_tags=LINK_FLASH)
     page = f"{request.path}?{keep}" if keep else request.path
     return HttpResponseRedirect(page, status=303)
 
 
 def _offer_act(offer: Offer, action: str, now: datetime, language: str) -> str:
     if action == "accept":
-        answer = link_offer_accept(offer=offer, now=now)
+        answer = offer_accept(offer=offer, now=now)
         if answer.outcome == "accepted":
             return gettext("It is yours. We will send you the details by text or email.")
         return ""  # the page says what became of the time
     if action in ("decline", "leave"):
-        link_offer_decline(offer=offer, leave=action == "leave", now=now)
+        offer_decline(offer=offer, leave=action == "leave", now=now)
         if action == "leave":
             return gettext("You are off the list. We will not offer you times any more.")
         return gettext("Thank you. You stay on the list for another time.")
@@ -80,26 +87,17 @@ def _recall_act(recall: Recall, action: str, starts_at: str, now: datetime, lang
     return ""
 
 
-def _language(request: HttpRequest, owner: Offer | Recall) -> tuple[str, str]:
-    chosen = request.GET.get("lang", "")
-    if chosen in LANGUAGES and chosen != language_of(owner.patient.language):
-        return chosen, f"lang={chosen}"
-    return language_of(owner.patient.language), ""
-
-
 def _context(request: HttpRequest, owner: Offer | Recall, now: datetime, language: str, keep: str) -> dict:
     clinic = owner.clinic
     today = local_date(now, clinic.zone)
-    from .patient_views import _phone_text  # the link page's own formatting of the clinic's number
-
     context = {
         "lang": language,
         "page_url": f"{request.path}?{keep}" if keep else request.path,
         "clinic_name": clinic.sender_name,
         "address": clinic.address,
-        "phone": _phone_text(clinic.phone),
+        "phone": phone_text(clinic.phone),
         "phone_href": f"tel:{clinic.phone}",
-        "flash": [message for message in messages.get_messages(request) if _FLASH in message.tags.split()],
+        "flash": [message for message in messages.get_messages(request) if LINK_FLASH in message.tags.split()],
     }
     if isinstance(owner, Offer):
         starts = owner.opening.starts_at.astimezone(clinic.zone)
@@ -119,13 +117,6 @@ def _context(request: HttpRequest, owner: Offer | Recall, now: datetime, languag
         booked=owner.status == Recall.Status.BOOKED,
         visit_name=owner.protocol.patient_name_in(language),
         due=day_label(max(owner.next_on, today), language, today=today),
-        days=[(day_label(day, language, today=today), _choices(slots, clinic.zone, language)) for day, slots in days],
+        days=day_choices(days, clinic.zone, language, today),
     )
     return context
-
-
-def _choices(slots, zone, language: str) -> list[tuple[str, str]]:
-    """(value, label) per slot: the value carries the clinic's offset, as the move page's do."""
-    return [
-        (s.starts_at.astimezone(zone).isoformat(), time_text(s.starts_at.astimezone(zone), language)) for s in slots
-    ]

@@ -10,11 +10,16 @@ have for Spanish.
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
+from functools import lru_cache
 
+import phonenumbers
+from django.http import HttpRequest
 from django.utils import translation
 from django.utils.translation import gettext, pgettext, pgettext_lazy
 
 LANGUAGES = ("en", "es")
+# The tag of the link pages' own flash messages: a staff member's admin messages must not show there.
+LINK_FLASH = "patient-link"
 
 _DAYS = [
     pgettext_lazy("weekday", "Monday"), pgettext_lazy("weekday", "Tuesday"), pgettext_lazy("weekday", "Wednesday"),
@@ -117,3 +122,34 @@ def short_time_text(moment: datetime, language: str) -> str:
         # Translators: a 12-hour clock ({hour12}, {ampm}) or a 24-hour one ({hour24}), and {minute}.
         # xgettext:no-python-brace-format
         return _clock(moment, pgettext("time in a text", "{hour12}:{minute}{ampm}"))
+
+
+def page_language(request: HttpRequest, patient) -> tuple[str, str]:
+    """A link page's language: the patient's, unless they chose the other on the page (`?lang=`,
+    which only shows the page in it and changes nothing); and the query that keeps the choice."""
+    chosen = request.GET.get("lang", "")
+    if chosen in LANGUAGES and chosen != language_of(patient.language):
+        return chosen, f"lang={chosen}"
+    return language_of(patient.language), ""
+
+
+def day_choices(days: list, zone, language: str, today: date) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(day label, (value, label) per slot) for `days` of (day, slots): the value is the start with
+    the clinic's offset, which also says which of two equal wall-clock times on the night clocks
+    go back is meant."""
+    choices = []
+    for day, slots in days:
+        local_starts = [slot.starts_at.astimezone(zone) for slot in slots]
+        times = [(start.isoformat(), time_text(start, language)) for start in local_starts]
+        choices.append((day_label(day, language, today=today), times))
+    return choices
+
+
+# phonenumbers' parse took a few percent of every link page, and a server only sees its clinics' few numbers.
+@lru_cache(maxsize=256)
+def phone_text(phone: str) -> str:
+    """+16025550100 as (602) 555-0100: the way the clinic's patients write their number."""
+    try:
+        return phonenumbers.format_number(phonenumbers.parse(phone), phonenumbers.PhoneNumberFormat.NATIONAL)
+    except phonenumbers.NumberParseException:
+        return phone

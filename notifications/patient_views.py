@@ -21,9 +21,8 @@ shed floods; the token's entropy is what keeps a link from being guessed.
 
 from collections.abc import Callable
 from datetime import date, datetime
-from functools import lru_cache, wraps
+from functools import wraps
 
-import phonenumbers
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -36,7 +35,6 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from sessions.calendar import Slot
 from sessions.clock import local_date
 from sessions.models import Clinic, Protocol, Session
 from sessions.services import ReflowStep
@@ -59,7 +57,17 @@ from .patient_actions import (
     link_slots_by_day,
     link_waitlist_join,
 )
-from .patient_text import LANGUAGES, day_label, in_language, language_of, time_text, when_label, when_text
+from .patient_text import (
+    LINK_FLASH,
+    day_choices,
+    day_label,
+    in_language,
+    page_language,
+    phone_text,
+    time_text,
+    when_label,
+    when_text,
+)
 from .ratelimit import rate_hit, rate_hit_and_peek
 
 # The token is in the URL: no Referer may carry it anywhere, no cache may keep the page, no
@@ -74,8 +82,6 @@ PRIVATE_HEADERS = {
         "frame-ancestors 'none'; base-uri 'none'"
     ),
 }
-# Flash messages of this page only: a staff member's admin messages must not show up here.
-_FLASH = "patient-link"
 # What the page says when the link cannot do what was asked ({phone} is the clinic's).
 _REFUSALS = {
     "driver_missing": _("Please tick the box to tell us you have a driver to take you home."),
@@ -164,17 +170,8 @@ def patient_link(request: HttpRequest, token: str) -> HttpResponse:
     return _act(request, session, now)
 
 
-def _language(request: HttpRequest, session: Session) -> tuple[str, str]:
-    """The page's language: the patient's, unless they chose the other on the page (`?lang=`,
-    which only shows the page in it and changes nothing); and the query that keeps the choice."""
-    chosen = request.GET.get("lang", "")
-    if chosen in LANGUAGES and chosen != language_of(session.patient.language):
-        return chosen, f"lang={chosen}"
-    return language_of(session.patient.language), ""
-
-
 def _act(request: HttpRequest, session: Session, now: datetime) -> HttpResponse:
-    language, keep = _language(request, session)
+    language, keep = page_language(request, session.patient)
     page = f"{request.path}?{keep}" if keep else request.path
     with in_language(language):
         text = _act_in_language(request, session, now, language)
@@ -186,7 +183,7 @@ def _act(request: HttpRequest, session: Session, now: datetime) -> HttpResponse:
 
 def _act_in_language(request: HttpRequest, session: Session, now: datetime, language: str) -> HttpResponse | None:
     """Do what the post asks and flash what came of it; a response where the page must show again."""
-    phone = _phone_text(session.clinic.phone)
+    phone = phone_text(session.clinic.phone)
     action = request.POST.get("action", "")
     try:
         if action == "confirm":
@@ -222,14 +219,14 @@ def _act_in_language(request: HttpRequest, session: Session, now: datetime, lang
         if refused.reason in _FORM_ERRORS:
             step, status = _FORM_ERRORS[refused.reason]
             return _page(request, session, now, step=step, error=refused.reason, status=status)
-        messages.error(request, _refusal(refused.reason, phone), extra_tags=_FLASH)
+        messages.error(request, _refusal(refused.reason, phone), extra_tags=LINK_FLASH)
     else:
-        messages.success(request, text, extra_tags=_FLASH)
+        messages.success(request, text, extra_tags=LINK_FLASH)
     return None
 
 
 def _refusal(reason: str, phone: str) -> str:
-    return str(_REFUSALS.get(reason, _REFUSALS["not_possible"])).format(phone=_phone_text(phone))
+    return str(_REFUSALS.get(reason, _REFUSALS["not_possible"])).format(phone=phone)
 
 
 def _page(
@@ -242,7 +239,7 @@ def _page(
     error: str = "",
     status: int = 200,
 ) -> HttpResponse:
-    language, keep = _language(request, session)
+    language, keep = page_language(request, session.patient)
     with in_language(language):
         context, status = _page_context(request, session, now, language, keep, step, starts_at, error, status)
         return render(request, "patient/page.html", context, status=status)
@@ -260,7 +257,7 @@ def _page_context(
     status: int,
 ) -> tuple[dict, int]:
     clinic, protocol = session.clinic, session.series.protocol
-    phone = _phone_text(clinic.phone)
+    phone = phone_text(clinic.phone)
     today = local_date(now, clinic.zone)
     starts, ends = session.starts_at.astimezone(clinic.zone), session.ends_at.astimezone(clinic.zone)
     may_act = link_may_act(session=session, now=now)
@@ -288,7 +285,7 @@ def _page_context(
         "may_wait": link_may_wait(session=session, now=now),
         "preparation": _preparation(protocol),
         "instructions": protocol.instructions_in(language),
-        "flash": [message for message in messages.get_messages(request) if _FLASH in message.tags.split()],
+        "flash": [message for message in messages.get_messages(request) if LINK_FLASH in message.tags.split()],
         "error": _refusal(error, phone) if error else "",
         "step": step if step in ("move", "reflow") and may_act else "",
     }
@@ -303,9 +300,9 @@ def _page_context(
             context["steps"] = _reflow_lines(steps, clinic, protocol, language, today)
     if context["step"] == "move":
         context["when_now"] = gettext("Your visit is now {when}.").format(when=when_text(starts, language))
-        context["days"] = _day_choices(link_slots_by_day(session=session, now=now), clinic, language, today)
-        context["reflow_days"] = _day_choices(
-            link_reflow_slots_by_day(session=session, now=now), clinic, language, today
+        context["days"] = day_choices(link_slots_by_day(session=session, now=now), clinic.zone, language, today)
+        context["reflow_days"] = day_choices(
+            link_reflow_slots_by_day(session=session, now=now), clinic.zone, language, today
         )
     if not context["step"]:
         context["visits"] = [
@@ -320,19 +317,6 @@ def _page_context(
 
 def _count(number: int, protocol: Protocol) -> str:
     return gettext("Visit {number} of {count}").format(number=number, count=protocol.session_count)
-
-
-def _day_choices(
-    days: list[tuple[date, list[Slot]]], clinic: Clinic, language: str, today: date
-) -> list[tuple[str, list[tuple[str, str]]]]:
-    """(day label, (value, label) per slot): the value is the start with the clinic's offset, which
-    also says which of two equal wall-clock times on the night clocks go back is meant."""
-    choices = []
-    for day, slots in days:
-        local_starts = [slot.starts_at.astimezone(clinic.zone) for slot in slots]
-        times = [(start.isoformat(), time_text(start, language)) for start in local_starts]
-        choices.append((day_label(day, language, today=today), times))
-    return choices
 
 
 def _reflow_lines(
@@ -377,13 +361,3 @@ def _neutral(request: HttpRequest, *, status: int) -> HttpResponse:
     if status == 429:
         response["Retry-After"] = str(settings.LINK_RATE_WINDOW_SECONDS)
     return response
-
-
-# phonenumbers' parse took a few percent of every link page, and a server only sees its clinics' few numbers.
-@lru_cache(maxsize=256)
-def _phone_text(phone: str) -> str:
-    """+16025550100 as (602) 555-0100: the way the clinic's patients write their number."""
-    try:
-        return phonenumbers.format_number(phonenumbers.parse(phone), phonenumbers.PhoneNumberFormat.NATIONAL)
-    except phonenumbers.NumberParseException:
-        return phone

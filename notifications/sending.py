@@ -487,10 +487,8 @@ def _lock_message(message_id: int) -> Message | None:
             "clinic",
             "session__clinic",
             "session__series__protocol",
-            "offer__clinic",
             "offer__opening",
             "offer__entry__protocol",
-            "recall__clinic",
             "recall__protocol",
         )
         .filter(pk=message_id)

@@ -289,20 +289,27 @@ def opening_of(*, session: Session, now: datetime | None = None) -> Opening | No
         return None
     found = Opening.objects.filter(freed_by=session, starts_at=session.starts_at).order_by("-pk").first()
     if found is None:
-        opening_record(session=session, starts_at=session.starts_at, chair_id=session.chair_id, reason="cancelled",
-                       now=now)  # fmt: skip
-        found = Opening.objects.filter(freed_by=session, starts_at=session.starts_at).order_by("-pk").first()
+        found = opening_record(session=session, starts_at=session.starts_at, chair_id=session.chair_id,
+                               reason="cancelled", now=now)  # fmt: skip
     return found if found is not None and found.status == Opening.Status.OPEN else None
 
 
-def opening_record(*, session: Session, starts_at: datetime, chair_id: int | None, reason: str, now: datetime) -> None:
+def opening_record(
+    *, session: Session, starts_at: datetime, chair_id: int | None, reason: str, now: datetime
+) -> Opening | None:
     """Chair time `session` held from `starts_at` is free again, ahead of its start: the tick
-    offers it to the waitlist. Called inside the cancel's or the move's transaction."""
-    if starts_at > now:
-        Opening.objects.create(
-            clinic_id=session.clinic_id, starts_at=starts_at, chair_id=chair_id, freed_by=session, reason=reason,
-            created_at=now,
-        )  # fmt: skip
+    offers it to the waitlist. Called inside the cancel's or the move's transaction. None for a
+    time already begun."""
+    if starts_at <= now:
+        return None
+    return Opening.objects.create(
+        clinic_id=session.clinic_id,
+        starts_at=starts_at,
+        chair_id=chair_id,
+        freed_by=session,
+        reason=reason,
+        created_at=now,
+    )
 
 
 def openings_lapse(*, session: Session, reason: str, now: datetime) -> int:

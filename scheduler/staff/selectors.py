@@ -279,7 +279,7 @@ class PatientRecord:
         were due: what went out (or was withdrawn), then what is still to go."""
         by_series: dict[int, list[Message]] = {}
         for message in self.messages:
-            if message.session is not None:  # an offer's or a recall's: messages_of_waitlist
+            if message.session is not None:  # an offer's or a recall's: offer_and_recall_messages
                 by_series.setdefault(message.session.series_id, []).append(message)
         return [
             SeriesMessages(
