@@ -113,6 +113,7 @@ class Clinic(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("view_reports", "Can see the clinic's reports")]
         constraints = [
             models.CheckConstraint(condition=Q(slot_minutes__gte=5, slot_minutes__lte=60), name="clinic_slot_5_to_60"),
             models.CheckConstraint(

@@ -21,11 +21,12 @@ _WAITLIST = [
 BOOKING_ROLES: dict[str, list[str]] = {
     SCHEDULER: _VIEW
     + ["add_patient", "change_patient", "add_series", "move_session", "cancel_session", "confirm_session"]
+    + ["view_reports"]
     + _WAITLIST,
     NURSE: _VIEW + ["mark_attendance", "confirm_session"],
     CLINIC_ADMIN: _VIEW
     + [f"{action}_{model}" for model in (*_CONFIG, "patient") for action in ("add", "change")]
-    + ["add_series", "move_session", "cancel_session", "confirm_session", "mark_attendance"]
+    + ["add_series", "move_session", "cancel_session", "confirm_session", "mark_attendance", "view_reports"]
     + _WAITLIST,
 }
 

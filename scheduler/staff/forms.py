@@ -1,6 +1,6 @@
 """The staff pages' forms: they parse and check input; the booking services decide."""
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 from django import forms
 from django.core.validators import MaxLengthValidator
@@ -364,3 +364,49 @@ class CodeForm(forms.Form):
         if len(code) != 6 or not code.isdigit():
             raise forms.ValidationError("Enter the 6 digits your authenticator app shows.")
         return code
+
+
+REPORT_DAYS_MOST = 400
+REPORT_DAYS_DEFAULT = 28
+
+
+class ReportForm(forms.Form):
+    """The reports page's choices, all in the query string: a report is a link staff can share."""
+
+    clinic = forms.ModelChoiceField(queryset=Clinic.objects.none(), empty_label=None)
+    first = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    last = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    protocol = forms.ModelChoiceField(queryset=Protocol.objects.none(), required=False, empty_label="All protocols")
+    weekday = forms.TypedChoiceField(
+        choices=[("", "Every weekday"), *enumerate(WEEKDAY_NAMES)], coerce=int, empty_value=None, required=False
+    )
+    hour = forms.TypedChoiceField(
+        label="Start hour",
+        choices=[("", "Every hour")] + [(h, f"{h:02d}:00") for h in range(24)],
+        coerce=int,
+        empty_value=None,
+        required=False,
+    )
+
+    def __init__(self, *args, clinics: QuerySet[Clinic], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["clinic"].queryset = clinics
+        self.fields["protocol"].queryset = Protocol.objects.filter(clinic__in=clinics).select_related("clinic")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        clinic = data.get("clinic")
+        if clinic is None:
+            return data
+        protocol = data.get("protocol")
+        if protocol is not None and protocol.clinic_id != clinic.pk:
+            self.add_error("protocol", "Choose a protocol of this clinic.")
+        today = clinic.local(timezone.now()).date()
+        last = data.get("last") or today
+        first = data.get("first") or last - timedelta(days=REPORT_DAYS_DEFAULT - 1)
+        if first > last:
+            self.add_error("first", "The first day comes after the last.")
+        elif (last - first).days >= REPORT_DAYS_MOST:
+            self.add_error("first", f"Choose at most {REPORT_DAYS_MOST} days.")
+        data["first"], data["last"] = first, last
+        return data

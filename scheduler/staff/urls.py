@@ -41,4 +41,5 @@ urlpatterns = [
     path("inbox/texts/<int:inbound_id>/handled/", views.inbound_handled, name="inbound-handled"),
     path("inbox/flags/<int:flag_id>/handled/", views.flag_handled, name="flag-handled"),
     path("outbox/", views.outbox, name="outbox"),
+    path("reports/", views.reports, name="reports"),
 ]

@@ -38,6 +38,8 @@ from sessions.access import clinics_for, within_clinics
 from sessions.calendar import BookingConflict
 from sessions.models import AuditEvent, Chair, Clinic, Offer, Opening, Recall, Series, Session, WaitlistEntry
 
+from ..reports import figures as report_figures
+from ..reports import page as report_page
 from . import forms, selectors, two_factor
 from .board import board_build, month_build, week_build
 
@@ -56,13 +58,15 @@ def staff_view(permission: str | None = None) -> Callable:
     return decorate
 
 
-def _render(request: HttpRequest, template: str, context: dict, *, section: str = "") -> HttpResponse:
+def _render(
+    request: HttpRequest, template: str, context: dict, *, section: str = "", status: int = 200
+) -> HttpResponse:
     user = request.user
     nav = {
         "clinics": list(clinics_for(user)),
         "inbox_count": selectors.inbox_open_count(user=user) if user.has_perm("notifications.view_staffflag") else 0,
     }
-    return render(request, template, {**context, "nav": nav, "section": section})
+    return render(request, template, {**context, "nav": nav, "section": section}, status=status)
 
 
 @contextmanager
@@ -810,6 +814,35 @@ def outbox(request: HttpRequest) -> HttpResponse:
     page = Paginator(selectors.outbox_for(request.user), OUTBOX_PAGE).get_page(request.GET.get("page"))
     context = {"page": page, "waiting": selectors.texts_waiting_for(request.user)}
     return _render(request, "staff/outbox.html", context, section="outbox")
+
+
+@staff_view("booking.view_reports")
+def reports(request: HttpRequest) -> HttpResponse:
+    """A clinic's figures over chosen days; `?csv=<table>` downloads that table's rows."""
+    clinics = clinics_for(request.user)
+    params = request.GET.copy()
+    if not params.get("clinic"):
+        first = clinics.first()
+        params["clinic"] = str(first.pk) if first else ""
+    form = forms.ReportForm(params, clinics=clinics)
+    if not form.is_valid():
+        return _render(request, "staff/reports.html", {"form": form}, section="reports", status=400)
+    data = form.cleaned_data
+    scope = report_figures.Scope(
+        clinic=data["clinic"], first=data["first"], last=data["last"], protocol=data["protocol"],
+        weekday=data["weekday"], hour=data["hour"],
+    )  # fmt: skip
+    report = report_figures.report_build(scope=scope)
+    wanted = request.GET.get("csv")
+    if wanted is not None:
+        table = report.tables.get(wanted)
+        if table is None:
+            return HttpResponse(f"csv: no table named {wanted[:40]!r}", status=400, content_type="text/plain")
+        return report_page.csv_response(table, scope)
+    context = {"form": form, "report": report, "tiles": report_page.tiles(report),
+               "sections": report_page.sections(report), "query": params.urlencode(),
+               "scope_text": report_page.scope_text(scope)}  # fmt: skip
+    return _render(request, "staff/reports.html", context, section="reports")
 
 
 # Signing in: the lockout page and the second step after the password
