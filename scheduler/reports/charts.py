@@ -33,7 +33,7 @@ def columns(
 ) -> SafeString:
     """Columns of percentages per label, one bar per series side by side, with a dashed line
     where the yardstick (an industry benchmark) lies."""
-    top = max([v for s in series for v in s.values if v is not None] + [yardstick.value if yardstick else 0, 0.05])
+    top = max([v for s in series for v in s.values if v is not None] + [yardstick.value if yardstick else 0, 0.01])
     scale = _nice_top(top)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     group = plot_w / max(len(labels), 1)
@@ -163,8 +163,9 @@ def _html(template: str, *args: object) -> SafeString:
 
 
 def _nice_top(value: float) -> float:
-    """The axis' top: the smallest of 10%, 20%, 25%, 50%, 75%, 100% at or above `value`."""
-    for top in (0.1, 0.2, 0.25, 0.5, 0.75, 1.0):
+    """The axis' top: the smallest of a few tops whose quarters are whole percents, at or above
+    `value`."""
+    for top in (0.08, 0.12, 0.2, 0.4, 0.6, 0.8, 1.0):
         if value <= top:
             return top
     return value
