@@ -82,7 +82,9 @@ def _reminders(sessions: dict[str, Session], outside: Session) -> None:
         ("s5", Channel.EMAIL, M.SKIPPED, "no email address to send to", False),
         ("s6", Channel.SMS, M.SKIPPED, "quiet hours in the patient's time zone", False),
     ]
-    rows = [_message(sessions[name], channel, status, reason, went_out) for name, channel, status, reason, went_out in plan]
+    rows = [
+        _message(sessions[name], channel, status, reason, went_out) for name, channel, status, reason, went_out in plan
+    ]
     rows.append(_message(outside, Channel.SMS, M.DELIVERED, "", True))
     rows.append(_message(sessions["s1"], Channel.SMS, M.DELIVERED, "", True, purpose=Purpose.BOOKED))
     Message.objects.bulk_create(rows)

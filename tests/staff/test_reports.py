@@ -3,17 +3,16 @@ by hand, its CSV equal to its table, and who may see which clinic's."""
 
 import csv
 import io
-from datetime import datetime, time, timedelta
+from datetime import time, timedelta
 
 import pytest
-from django.utils import timezone
 
 from scheduler.reports.figures import Scope, chair_use, report_build
 from scheduler.reports.page import tiles
 from sessions.models import Series, Session
 from tests.factories import clinic_make, patient_make, protocol_make
 
-from .builders import at, client_as, session_make, staff_user
+from .builders import at, client_as, staff_user
 from .reports_fixture import MONDAY, SUNDAY, TUESDAY, report_week
 
 pytestmark = pytest.mark.django_db
@@ -127,7 +126,9 @@ def test_series_finished_on_protocol_need_every_session_and_every_gap_inside():
 
     def series(*days_statuses):
         patient, hour = patient_make(clinic), next(hours)
-        finished = Series.objects.create(patient=patient, protocol=course, clinic=clinic, status=Series.Status.COMPLETED)
+        finished = Series.objects.create(
+            patient=patient, protocol=course, clinic=clinic, status=Series.Status.COMPLETED
+        )
         for number, (day, status) in enumerate(days_statuses, start=1):
             starts = at(clinic, day, hour)
             Session.objects.create(
@@ -155,7 +156,17 @@ def test_the_page_shows_each_table_and_its_csv_is_that_table(week):
     assert page.status_code == 200
     html = page.content.decode()
     assert "25.0%" in html and "1 of 4 marked visits" in html and "<svg" in html
-    for name in ("weekday", "hour", "protocol", "chair_use", "confirmations", "lead_time", "funnel", "skipped", "visits"):
+    for name in (
+        "weekday",
+        "hour",
+        "protocol",
+        "chair_use",
+        "confirmations",
+        "lead_time",
+        "funnel",
+        "skipped",
+        "visits",
+    ):
         table = page.context["report"].tables[name]
         download = client.get("/staff/reports/", {**query, "csv": name})
         assert download["Content-Type"].startswith("text/csv")
@@ -181,9 +192,12 @@ def test_a_clinic_limited_user_sees_only_their_clinic_and_nurses_see_no_reports(
     own = client.get("/staff/reports/")
     assert own.status_code == 200 and own.context["report"].scope.clinic == other
     assert client_as(staff_user("Nurse", clinics=(week.clinic,))).get("/staff/reports/").status_code == 403
-    assert client_as(staff_user("Scheduler", clinics=(other,), username="s2")).get(
-        "/staff/reports/", {"clinic": other.pk, "protocol": week.pain.pk}
-    ).status_code == 400
+    assert (
+        client_as(staff_user("Scheduler", clinics=(other,), username="s2"))
+        .get("/staff/reports/", {"clinic": other.pk, "protocol": week.pain.pk})
+        .status_code
+        == 400
+    )
 
 
 @pytest.mark.parametrize(

@@ -27,9 +27,7 @@ def _tile(page: Page, label: str) -> str:
 
 def _table(page: Page, name: str) -> list[list[str]]:
     table = page.locator(f'table[data-table="{name}"]')
-    return [
-        [cell.strip() for cell in row.locator("th, td").all_text_contents()] for row in table.locator("tr").all()
-    ]
+    return [[cell.strip() for cell in row.locator("th, td").all_text_contents()] for row in table.locator("tr").all()]
 
 
 def test_a_scheduler_reads_the_week_and_downloads_a_table(live_server):
