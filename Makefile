@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # web, worker and beat from it.
 RUNTIME_VENV ?= .venv-runtime
 
-.PHONY: run test browser gettext messages bench lint check-deploy clean lock runtime-venv
+.PHONY: run test browser gettext promtool messages bench lint check-deploy clean lock runtime-venv
 
 # An existing venv that already holds every pinned package (VENV=<path> reuses one) is only
 # stamped: the offline check needs no network and installs nothing.
@@ -37,6 +37,11 @@ browser:
 gettext:
 	command -v msgfmt >/dev/null || (apt-get update && apt-get install -y gettext)
 
+# promtool, from Debian's prometheus package (its server is not started): the alert rules' test
+# (tests/ops/test_ops_files.py) checks ops/prometheus/alerts.yml with it.
+promtool:
+	command -v promtool >/dev/null || (apt-get update && apt-get install -y --no-install-recommends prometheus)
+
 # Every word a patient reads, after a change to them: refresh the catalogs from the code, then
 # translate what is new or fuzzy in locale/*/LC_MESSAGES/django.po and run this again to compile.
 MESSAGE_DIRS := --ignore='.venv*' --ignore=tests --ignore=bench --ignore=docs
@@ -53,7 +58,7 @@ runtime-venv:
 	  && $(RUNTIME_VENV)/bin/pip check \
 	  && cp requirements.txt $(RUNTIME_VENV)/requirements.txt; }
 
-test: $(STAMP) browser gettext runtime-venv
+test: $(STAMP) browser gettext promtool runtime-venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run

@@ -22,3 +22,13 @@ keepalive = 5
 accesslog = None
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def child_exit(server, worker) -> None:
+    """With PROMETHEUS_MULTIPROC_DIR (docker-compose.yml), drop an exited worker's live gauges from
+    the folder /metrics sums; its counters stay, so that a restart takes no count back."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        from scheduler.metric_files import metric_files_process_dead
+
+        metric_files_process_dead(pid=worker.pid, folder=folder)

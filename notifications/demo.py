@@ -6,10 +6,10 @@ from datetime import datetime
 
 from sessions.models import Session
 
+from .metrics import messages_end
 from .models import Message
 
 
 def demo_messages_settle(*, sessions: list[Session], now: datetime) -> int:
-    return Message.objects.filter(session__in=sessions, status=Message.Status.PLANNED, due_at__lt=now).update(
-        status=Message.Status.SKIPPED, reason="booked after this reminder was due", updated_at=now
-    )
+    overdue = Message.objects.filter(session__in=sessions, status=Message.Status.PLANNED, due_at__lt=now)
+    return messages_end(overdue, status=Message.Status.SKIPPED, reason="booked after this reminder was due", now=now)

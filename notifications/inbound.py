@@ -21,6 +21,7 @@ from sessions.models import Patient, Session
 from sessions.services import audit_record, session_confirm
 
 from . import links, staff_tasks
+from .metrics import inbound_count, messages_end
 from .models import Channel, InboundSms, InboxText, Message, StaffFlag
 from .patient_text import in_language, short_date_text, short_time_text
 from .rendering import patient_url
@@ -96,6 +97,7 @@ def inbound_handle(*, incoming: Incoming, now: datetime | None = None) -> str | 
                 )
         except IntegrityError:
             return None  # this MessageSid was handled already, or is being handled right now
+        inbound_count(command=inbound.command)
         _act(inbound, now)
         inbound.save()
     return inbound.reply or None
@@ -215,9 +217,8 @@ def _opt_out(text: _Text, now: datetime) -> None:
             patient.sms_opted_out_at = now
             with untracked():  # recorded as "opted_out" below
                 patient.save(update_fields=["sms_opted_out_at"])
-        Message.objects.filter(patient=patient, channel=Channel.SMS, status__in=Message.PENDING).update(
-            status=Message.Status.CANCELLED, reason="patient opted out of texts", updated_at=now
-        )
+        texts = Message.objects.filter(patient=patient, channel=Channel.SMS, status__in=Message.PENDING)
+        messages_end(texts, status=Message.Status.CANCELLED, reason="patient opted out of texts", now=now)
         audit_record(patient=patient.pk, action="opted_out", via=Session.Channel.SMS, at=now, detail=inbound.body[:100])
         if said_cancel:
             StaffFlag.objects.create(

@@ -25,6 +25,7 @@ from sessions.locking import lock_patients
 from sessions.models import Clinic, Patient, Session
 from sessions.services import audit_record
 
+from .metrics import messages_end, outcomes_count
 from .models import Channel, Message, Purpose, ReminderRule
 
 # The built-in rules every new clinic starts with (channel, minutes before the start).
@@ -152,10 +153,9 @@ def messages_withdraw(*, session: Session, reason: str, now: datetime | None = N
 
 
 def _withdraw(sessions: list[Session], *, reason: str, now: datetime) -> int:
-    """messages_withdraw for several sessions, in one query."""
-    return Message.objects.filter(session__in=sessions, status__in=Message.PENDING).update(
-        status=Message.Status.CANCELLED, reason=reason, updated_at=now
-    )
+    """messages_withdraw for several sessions at once."""
+    pending = Message.objects.filter(session__in=sessions, status__in=Message.PENDING)
+    return messages_end(pending, status=Message.Status.CANCELLED, reason=reason, now=now)
 
 
 def _booking_unsent(session: Session) -> bool:
@@ -404,6 +404,7 @@ def _row(
 
 def _save(rows: list[Message]) -> list[Message]:
     rows_insert(rows)
+    outcomes_count(rows=[row for row in rows if row.status == Message.Status.SKIPPED], outcome=Message.Status.SKIPPED)
     if any(row.status == Message.Status.PLANNED and row.due_at <= timezone.now() for row in rows):
         # Something is due now (a booking confirmation): wake the tick instead of waiting for it.
         transaction.on_commit(_kick_tick)

@@ -29,6 +29,7 @@ from sessions.locking import lock_patient
 from sessions.models import Clinic, Offer, Patient, Recall, Session
 
 from . import links
+from .metrics import messages_end, outcome_count
 from .models import CANCELLATIONS, Channel, ContactStatus, Heartbeat, Message, StaffFlag
 from .rendering import Rendered, render
 from .transports.base import TransportError
@@ -109,8 +110,11 @@ def messages_expire(*, now: datetime) -> int:
             .filter(status__in=Message.PENDING, expires_at__lte=now)
             .values_list("id", flat=True)[: settings.REMINDER_TICK_BATCH]
         )
-        return Message.objects.filter(id__in=ids, status__in=Message.PENDING).update(
-            status=Status.EXPIRED, reason="not sent before the session started", updated_at=now
+        return messages_end(
+            Message.objects.filter(id__in=ids, status__in=Message.PENDING),
+            status=Status.EXPIRED,
+            reason="not sent before the session started",
+            now=now,
         )
 
 
@@ -200,6 +204,14 @@ def message_record_status(*, message_id: int | None, provider_id: str, status: s
         message.save(update_fields=fields)
         if wanted in (Status.UNDELIVERED, Status.FAILED):
             _flag(message, StaffFlag.Kind.DELIVERY_FAILED, f"Text {wanted} (carrier code {error_code or 'none'}).")
+        if wanted in (Status.DELIVERED, Status.UNDELIVERED, Status.FAILED):
+            # The text was counted sent when Twilio took it: the carrier's word is counted apart.
+            delivered = wanted == Status.DELIVERED
+            outcome_count(
+                channel=message.channel,
+                outcome="delivered" if delivered else "undelivered",
+                reason="" if delivered else message.provider_error,
+            )
     return True
 
 
@@ -239,12 +251,14 @@ def _begin(message_id: int, now: datetime) -> tuple[Message, Rendered] | str:
             status, reason = refusal
             message.status, message.reason = status, reason
             message.save(update_fields=["status", "reason", "updated_at"])
+            outcome_count(channel=message.channel, outcome=status, reason=reason)
             return status
         token = links.link_create(session=message.session, offer=message.offer, recall=message.recall, message=message)
         rendered = render(message, token=token)
         if rendered is None:
             message.status, message.reason = Status.FAILED, "the wording does not fit one text"
             message.save(update_fields=["status", "reason", "updated_at"])
+            outcome_count(channel=message.channel, outcome=Status.FAILED, reason=message.reason)
             _flag(message, StaffFlag.Kind.SMS_REFUSED, "Message wording too long for one text: shorten it.")
             return Status.FAILED
         message.status = Status.SENDING
@@ -348,6 +362,7 @@ def _record_sent(message: Message, provider_id: str, now: datetime) -> str:
     if not moved:
         # A status callback overtook us and already moved the row forward: keep its status.
         Message.objects.filter(pk=message.pk, sent_at=None).update(sent_at=now, provider_id=provider_id)
+    outcome_count(channel=message.channel, outcome=Status.SENT)
     return Status.SENT
 
 
@@ -387,8 +402,11 @@ def _retry_or_expire(message: Message, reason: str, now: datetime) -> None:
     retry_at = now + _backoff(message.attempts)
     if retry_at >= message.expires_at:
         message.status, message.reason = Status.EXPIRED, f"gave up after {message.attempts} attempts: {reason}"
+        outcome_count(channel=message.channel, outcome=Status.EXPIRED, reason=message.reason)
     else:
         message.status, message.reason, message.due_at = Status.PLANNED, f"retrying: {reason}", retry_at
+        # Not an end, but a failed attempt: an outage that is only ever retried still shows.
+        outcome_count(channel=message.channel, outcome="retrying", reason=reason)
     message.lease_expires_at = None
     message.save(update_fields=["status", "reason", "due_at", "lease_expires_at", "updated_at"])
 
@@ -402,6 +420,7 @@ def _backoff(attempts: int) -> timedelta:
 def _fail_permanently(message: Message, error: TransportError, now: datetime) -> None:
     message.status, message.reason, message.provider_error = Status.FAILED, str(error)[:300], error.code
     message.save(update_fields=["status", "reason", "provider_error", "updated_at"])
+    outcome_count(channel=message.channel, outcome=Status.FAILED, reason=message.reason)
     if message.channel != Channel.SMS:
         _flag(message, StaffFlag.Kind.SMS_REFUSED, f"Email refused: {error}")
         return
@@ -465,6 +484,7 @@ def _reconcile(message: Message, lease: datetime, now: datetime) -> int:
             current.status, current.provider_id, current.sent_at = Status.SENT, found, now
             current.reason = "found in the provider's log after an interrupted send"
             current.save(update_fields=["status", "provider_id", "sent_at", "reason", "updated_at"])
+            outcome_count(channel=current.channel, outcome=Status.SENT, reason=current.reason)
             return 1
         # Not in the log (or email, which has no log to ask): it never went; try again.
         current.status = Status.CLAIMED

@@ -6,23 +6,25 @@ from celery import shared_task
 from django.utils import timezone
 
 from . import offers, sending, staff_tasks
+from .metrics import TICK_DURATION
 
 log = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True)
 def reminder_tick() -> None:
-    now = timezone.now()
-    # Offers and recalls first: their texts, planned due now, go out with this tick's claim.
-    for work in (offers.offers_tick, offers.recalls_text):
-        try:
-            work(now=now)
-        except Exception:
-            log.exception("tick: %s failed; the sending goes on", work.__name__)
-    sending.reminder_tick()
-    # Drivers still unconfirmed at T-24 h: checked on the tick, the only periodic task, so that
-    # one beat schedule covers it.
-    staff_tasks.driver_tasks_raise(now=timezone.now())
+    with TICK_DURATION.time():
+        now = timezone.now()
+        # Offers and recalls first: their texts, planned due now, go out with this tick's claim.
+        for work in (offers.offers_tick, offers.recalls_text):
+            try:
+                work(now=now)
+            except Exception:
+                log.exception("tick: %s failed; the sending goes on", work.__name__)
+        sending.reminder_tick()
+        # Drivers still unconfirmed at T-24 h: checked on the tick, the only periodic task, so that
+        # one beat schedule covers it.
+        staff_tasks.driver_tasks_raise(now=timezone.now())
 
 
 @shared_task(ignore_result=True)

@@ -5,11 +5,13 @@ from drf_spectacular.views import SpectacularAPIView
 from sessions.api_errors import api_not_found
 
 from .health import healthz
+from .metrics import metrics
 from .views import home
 
 urlpatterns = [
     path("", home, name="home"),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("staff/", include("scheduler.staff.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

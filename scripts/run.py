@@ -8,6 +8,7 @@ stops every child and anything it started, so nothing is left holding the port o
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scheduler.settings.dev")
     # The children's logs then reach the terminal as they are written, in order.
     os.environ["PYTHONUNBUFFERED"] = "1"
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_folder()
     try:
         username, password = _prepare()
     except KeyboardInterrupt:
@@ -63,6 +65,15 @@ def _prepare() -> tuple[str, str]:
     from sessions.demo import DEMO_PASSWORD, DEMO_USERNAME
 
     return DEMO_USERNAME, DEMO_PASSWORD
+
+
+def _metrics_folder() -> str:
+    """Where web, worker and beat count for /metrics, which sums their files: emptied, as an
+    earlier run's counts are not this one's."""
+    folder = ROOT / ".run" / "metrics"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return str(folder)
 
 
 def _trap_stop_signals() -> list[int]:
@@ -134,6 +145,7 @@ def _announce(url: str, username: str, password: str) -> None:
                 f"  Staff:  {url}staff/  (day board, booking, inbox, outbox of texts)",
                 f"  Admin:  {url}admin/",
                 f"  API:    {url}api/schema/",
+                f"  Metrics: {url}metrics  (Prometheus format)",
                 f"  Login:  {username} / {password}",
                 "  Web, worker and beat are running. Ctrl-C stops them all.",
                 rule,

@@ -10,6 +10,9 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from scheduler.errors import error_tracking_start
+from scheduler.metric_files import metric_files_start
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
@@ -35,6 +38,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "django_celery_beat",
+    "django_prometheus",
     "axes",
     "django_otp",
     "django_otp.plugins.otp_totp",
@@ -43,6 +47,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # django-prometheus' pair: first and (but for axes) last, so /metrics times the whole request.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "scheduler.proxy.ClientAddressMiddleware",
     "scheduler.logs.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -56,6 +62,8 @@ MIDDLEWARE = [
     "scheduler.staff.middleware.SecondFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Outside axes, so a sign-in it refused is counted with the status the client got.
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
     # Last, as django-axes asks: it turns a sign-in it refused into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -102,6 +110,12 @@ else:
         "prepare_threshold": _prepare or None,
         **DATABASES["default"].get("OPTIONS", {}),
     }
+# The same engine inside django-prometheus' wrapper, which counts queries, their time and errors
+# for /metrics.
+DATABASES["default"]["ENGINE"] = {
+    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+    "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+}.get(DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"])
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -257,6 +271,36 @@ LOGGING = {
     # The library logs every request's URL and headers at INFO: noise, and phone numbers.
     "loggers": {"twilio": {"level": "WARNING"}},
 }
+
+# Error tracking (scheduler/errors.py): off unless SENTRY_DSN is set, and no patient data in what
+# it sends. Started here because every process loads the settings first: web, worker, beat and
+# manage.py alike.
+SENTRY_DSN = env("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env("SENTRY_ENVIRONMENT", default="production")
+SENTRY_RELEASE = env("SENTRY_RELEASE", default="")
+# The share of requests and tasks traced for performance; 0 traces none.
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+error_tracking_start(
+    dsn=SENTRY_DSN,
+    environment=SENTRY_ENVIRONMENT,
+    release=SENTRY_RELEASE,
+    traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+)
+
+# Metrics at /metrics (scheduler/metrics.py), for whoever runs the service: with METRICS_TOKEN set
+# they answer only `Authorization: Bearer <token>`; without it production answers 404, and
+# development (METRICS_LOOPBACK_OPEN) answers this machine only.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_LOOPBACK_OPEN = False
+# A folder every process of the service writes its counters to, summed by /metrics (gunicorn's
+# workers, Celery's, beat): shared by web, worker and beat, and emptied when they all restart.
+# Unset: each process counts in memory, and /metrics shows the web process's own counts only.
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default="")
+# Buckets of django-prometheus' request and query histograms, in seconds: a query takes about a
+# millisecond and the patient link page a few, below its default's first bucket (10 ms).
+PROMETHEUS_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, float("inf"))
+# Here because every process loads the settings before it creates its first metric.
+metric_files_start(folder=PROMETHEUS_MULTIPROC_DIR)
 
 # Patient links /r/<token>: fixed windows counted in REDIS_URL's Redis (in memory without it).
 # Counted per REMOTE_ADDR: behind a reverse proxy, REMOTE_ADDR must be set to the client's address,

@@ -100,7 +100,7 @@ def make_run(tmp_path: Path) -> Iterator[Output]:
 def test_it_serves_the_demo_with_worker_and_beat_and_stops_everything_on_ctrl_c(make_run: Output) -> None:
     url = make_run.wait_for(r"Web:\s+(http://127\.0\.0\.1:\d+/)").group(1)
     assert re.search(r"Login:\s+demo / \S+", make_run.text)
-    for path in ("", "api/schema/", "admin/login/"):
+    for path in ("", "api/schema/", "admin/login/", "metrics"):
         assert _status(url + path) == 200, path
     make_run.wait_for(r"celery@\S+ ready\.")
     make_run.wait_for(r"beat: Starting\.\.\.")
