@@ -63,8 +63,8 @@ INDUCTION = PRESETS[0]
 SERIES_DAYS = max(p.longest_days for p in PRESETS)
 # The shortest session with its turnover, in cells: free chair time shorter than this is lost.
 SHORTEST_BLOCK = min(p.cells for p in PRESETS) + BUFFER_CELLS
-# Day -1 is today: a series with a session from today on may still be active, and a patient has
-# one active series of a protocol at most (rule 10).
+# Day -1 is today (day 0 is tomorrow): a series with a session from today on may still be active,
+# and a patient has one active series of a protocol at most (rule 10).
 STILL_ACTIVE_FROM = -1
 
 
@@ -93,11 +93,11 @@ def bench_clinic_build(
     *, seed: int, sessions: int = 20_000, patients: int = 4_000, fill: float = 0.70, name: str = "Bench Clinic"
 ) -> BenchClinic:
     began = clock.perf_counter()
-    clinic = _clinic_create(name)
-    protocols = {p.key: _protocol_create(clinic, p) for p in PRESETS}
+    clinic = clinic_create(name)
+    protocols = protocols_create(clinic)
     chair_ids = list(clinic.chairs.order_by("name").values_list("pk", flat=True))
     patient_ids = [p.pk for p in Patient.objects.bulk_create(patient_new(clinic, n) for n in range(patients))]
-    layout = _Layout(days=_days_for(sessions, fill), patients=patients)
+    layout = Layout(days=_days_for(sessions, fill), patients=patients)
     layout.fill(Random(seed), sessions)
     first_date = local_date(timezone.now(), clinic.zone) + timedelta(days=1)
     _sessions_create(clinic, protocols, layout, first_date, chair_ids, patient_ids, Random(seed + 1))
@@ -142,7 +142,8 @@ def _days_for(sessions: int, fill: float) -> int:
     return round(sessions * cells_per_series / sessions_per_series / (fill * cells_per_day))
 
 
-def _clinic_create(name: str) -> Clinic:
+def clinic_create(name: str, *, chairs: int = CHAIRS) -> Clinic:
+    """The bench clinic's hours, staffing and `chairs` chairs (its reminder rules are the defaults)."""
     clinic = Clinic.objects.create(
         name=name,
         time_zone=ZONE,
@@ -163,8 +164,12 @@ def _clinic_create(name: str) -> Clinic:
             nurses=NURSES,
             patients_per_nurse=PATIENTS_PER_NURSE,
         )
-    Chair.objects.bulk_create(Chair(clinic=clinic, name=f"Chair {n:02d}") for n in range(1, CHAIRS + 1))
+    Chair.objects.bulk_create(Chair(clinic=clinic, name=f"Chair {n:02d}") for n in range(1, chairs + 1))
     return clinic
+
+
+def protocols_create(clinic: Clinic) -> dict[str, Protocol]:
+    return {preset.key: _protocol_create(clinic, preset) for preset in PRESETS}
 
 
 def _protocol_create(clinic: Clinic, preset: Preset) -> Protocol:
@@ -182,7 +187,7 @@ def _protocol_create(clinic: Clinic, preset: Preset) -> Protocol:
 def _sessions_create(
     clinic: Clinic,
     protocols: dict[str, Protocol],
-    layout: "_Layout",
+    layout: "Layout",
     first_date: date,
     chair_ids: list[int],
     patient_ids: list[int],
@@ -246,34 +251,48 @@ def _status(rng: Random, starts_at: datetime, ends_at: datetime, now: datetime) 
 
 
 @dataclass(frozen=True)
-class _PlannedSeries:
+class PlannedSeries:
     preset: Preset
     patient: int
     # (day, chair index, start cell) of each session.
     sessions: list[tuple[int, int, int]]
 
 
-class _Layout:
+class Layout:
     """Chairs × 15-minute cells for each day, filled series by series as a front desk would:
-    a patient's usual time when a chair is free then, else the nearest free time that day."""
+    a patient's usual time when a chair is free then, else the nearest free time that day.
 
-    def __init__(self, *, days: int, patients: int) -> None:
+    `today` is the index of today's date, from which a series may still be active; `fill` counts
+    the sessions on `counted` days (by default day 0 and every later one)."""
+
+    def __init__(
+        self,
+        *,
+        days: int,
+        patients: int,
+        chairs: int = CHAIRS,
+        today: int = STILL_ACTIVE_FROM,
+        counted: range | None = None,
+    ) -> None:
         self.days = days
+        self.chairs = chairs
+        self.today = today
         # Series begin up to SERIES_DAYS before day 0 and run on up to SERIES_DAYS after the last day.
         self.day_range = range(-SERIES_DAYS, days + SERIES_DAYS)
         span = len(self.day_range)
         # Per day and chair, the (start, end) cells held, turnover included, sorted.
-        self._chairs: list[list[list[tuple[int, int]]]] = [[[] for _ in range(CHAIRS)] for _ in range(span)]
+        self._chairs: list[list[list[tuple[int, int]]]] = [[[] for _ in range(chairs)] for _ in range(span)]
         self._starts = [[0] * DAY_CELLS for _ in range(span)]
         self._running = [[0] * DAY_CELLS for _ in range(span)]
         # Per patient, the (day, protocol's minimum gap) of each visit, and per protocol the
         # (first, last) days of each of their series.
         self._patient_visits: list[list[tuple[int, int]]] = [[] for _ in range(patients)]
         self._patient_series: list[dict[str, list[tuple[int, int]]]] = [{} for _ in range(patients)]
-        self.series: list[_PlannedSeries] = []
+        self.series: list[PlannedSeries] = []
+        self.counted = counted if counted is not None else range(0, self.day_range.stop)
 
     def fill(self, rng: Random, sessions: int) -> None:
-        """Lay out series until exactly `sessions` sessions fall on day 0 or later."""
+        """Lay out series until exactly `sessions` sessions fall on the counted days."""
         placed = 0
         for _ in range(sessions * 50):
             if placed == sessions:
@@ -282,16 +301,16 @@ class _Layout:
             planned = self._series_place(rng, preset)
             if planned is None:
                 continue
-            future = sum(1 for day, _, _ in planned.sessions if day >= 0)
-            if placed + future <= sessions:
+            counted = sum(1 for day, _, _ in planned.sessions if day in self.counted)
+            if placed + counted <= sessions:
                 self._hold(planned)
-                placed += future
+                placed += counted
         raise RuntimeError(f"Only {placed} of {sessions} sessions fit in {self.days} days.")
 
     def chair_fill(self) -> float:
         """Share of the chair time of days 0 to `days` held by sessions and their turnover."""
         held = sum(end - start for day in range(self.days) for chair in self._day(day) for start, end in chair)
-        return held / (self.days * CHAIRS * (DAY_CELLS + BUFFER_CELLS))
+        return held / (self.days * self.chairs * (DAY_CELLS + BUFFER_CELLS))
 
     def past_sessions(self) -> int:
         return sum(1 for planned in self.series for day, _, _ in planned.sessions if day < 0)
@@ -303,15 +322,15 @@ class _Layout:
             for day in days
             for cell in range(DAY_CELLS - cells + 1)
             if self._time_allowed(day, cell, cells)
-            and any(self._chair_free(day, c, cell, cells) for c in range(CHAIRS))
+            and any(self._chair_free(day, c, cell, cells) for c in range(self.chairs))
         ]
 
     def _day(self, day: int) -> list[list[tuple[int, int]]]:
         return self._chairs[day - self.day_range.start]
 
-    def _series_place(self, rng: Random, preset: Preset) -> _PlannedSeries | None:
+    def _series_place(self, rng: Random, preset: Preset) -> PlannedSeries | None:
         usual = rng.randrange(DAY_CELLS - preset.cells + 1)
-        chair = rng.randrange(CHAIRS)
+        chair = rng.randrange(self.chairs)
         days = [rng.randrange(-preset.longest_days, self.days)]
         sessions: list[tuple[int, int, int]] = []
         for number in range(preset.session_count):
@@ -328,7 +347,7 @@ class _Layout:
         for _ in range(30):
             patient = rng.randrange(len(self._patient_visits))
             if self._patient_fits(patient, preset, days):
-                return _PlannedSeries(preset, patient, sessions)
+                return PlannedSeries(preset, patient, sessions)
         return None
 
     def _patient_fits(self, patient: int, preset: Preset, days: list[int]) -> bool:
@@ -343,7 +362,7 @@ class _Layout:
         for other_first, other_last in self._patient_series[patient].get(preset.key, []):
             if first <= other_last and other_first <= last:
                 return False
-            if min(last, other_last) >= STILL_ACTIVE_FROM:
+            if min(last, other_last) >= self.today:
                 return False
         return True
 
@@ -383,7 +402,7 @@ class _Layout:
         capacity = NURSES * PATIENTS_PER_NURSE
         return all(running < capacity for running in self._running[at][cell : cell + cells])
 
-    def _hold(self, planned: _PlannedSeries) -> None:
+    def _hold(self, planned: PlannedSeries) -> None:
         cells = planned.preset.cells
         for day, chair, cell in planned.sessions:
             held = self._day(day)[chair]

@@ -19,7 +19,7 @@ from bench.database import BenchDatabaseError, database_create, database_url  # 
 from bench.measure import Group, Options  # noqa: E402
 
 # The groups by the name `--group` takes, in the order of the report.
-GROUP_NAMES = ("booking", "reminders", "pages", "load", "refill")
+GROUP_NAMES = ("booking", "reminders", "pages", "reports", "load", "refill")
 
 
 def groups(names: list[str] | None = None) -> list[Callable[[Options], Group]]:
@@ -30,8 +30,16 @@ def groups(names: list[str] | None = None) -> list[Callable[[Options], Group]]:
     from bench.pages import page_benchmarks
     from bench.refill import refill_benchmarks
     from bench.reminders import reminder_benchmarks
+    from bench.reports import report_benchmarks
 
-    every = [booking_benchmarks, reminder_benchmarks, page_benchmarks, load_benchmarks, refill_benchmarks]
+    every = [
+        booking_benchmarks,
+        reminder_benchmarks,
+        page_benchmarks,
+        report_benchmarks,
+        load_benchmarks,
+        refill_benchmarks,
+    ]
     return [group for name, group in zip(GROUP_NAMES, every, strict=True) if not names or name in names]
 
 
