@@ -12,6 +12,7 @@ from sessions.models import WEEKDAY_NAMES
 
 from . import charts
 from .figures import (
+    VISITS_TABLE,
     Rate,
     Report,
     Scope,
@@ -22,7 +23,10 @@ from .figures import (
     median_lead_days,
     no_show_rate,
     reminders_delivered,
+    report_build,
     series_rate,
+    visits_of,
+    visits_table,
 )
 
 # Infusion-centre yardsticks: a median no-show rate near 5%, chairs scheduled about 80% and used
@@ -61,11 +65,11 @@ def scope_text(scope: Scope) -> str:
 
 
 def tiles(report: Report) -> list[Tile]:
-    visits = report.counted
-    shows, cancels, confirmed = no_show_rate(visits), late_cancel_rate(visits), confirmed_rate(visits)
+    cells = report.cells
+    shows, cancels, confirmed = no_show_rate(cells), late_cancel_rate(cells), confirmed_rate(cells)
     scheduled, actual = chair_use(report)
     series, delivered = series_rate(report.series), reminders_delivered(report)
-    lead = median_lead_days(visits)
+    lead = median_lead_days(report.leads)
     return [
         Tile("No-show rate", shows, shows.percent, f"{shows.numerator} of {shows.denominator} marked visits",
              "yardstick about 5%"),
@@ -80,7 +84,7 @@ def tiles(report: Report) -> list[Tile]:
              f"{actual.numerator / 60:.0f} chair-hours recorded at chair-in and chair-out", "yardstick about 70%"),
         Tile("Series on protocol", series, series.percent,
              f"{series.numerator} of {series.denominator} series finished"),
-        Tile("Booked ahead (median)", None, "–" if lead is None else f"{lead:g} days", f"{len(visits)} visits"),
+        Tile("Booked ahead (median)", None, "–" if lead is None else f"{lead:g} days", f"{visits_of(cells)} visits"),
         Tile("Reminder texts delivered", delivered, delivered.percent,
              f"{delivered.numerator} of {delivered.denominator} planned"),
     ]  # fmt: skip
@@ -164,6 +168,13 @@ def _funnel_chart(table: Table) -> SafeString | None:
         return None
     total = {str(row[0]): sum(row[1:]) for row in table.rows}
     return charts.bars(title="Reminders by what became of them", rows=[(stage, n) for stage, n in total.items()])
+
+
+def table_named(scope: Scope, name: str) -> Table | None:
+    """The table a CSV download asks for; every visit's rows are read only for their own download."""
+    if name == VISITS_TABLE:
+        return visits_table(scope=scope)
+    return report_build(scope=scope).tables.get(name)
 
 
 def csv_response(table: Table, scope: Scope) -> HttpResponse:

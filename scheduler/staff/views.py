@@ -832,13 +832,13 @@ def reports(request: HttpRequest) -> HttpResponse:
         clinic=data["clinic"], first=data["first"], last=data["last"], protocol=data["protocol"],
         weekday=data["weekday"], hour=data["hour"],
     )  # fmt: skip
-    report = report_figures.report_build(scope=scope)
     wanted = request.GET.get("csv")
     if wanted is not None:
-        table = report.tables.get(wanted)
+        table = report_page.table_named(scope, wanted)
         if table is None:
             return HttpResponse(f"csv: no table named {wanted[:40]!r}", status=400, content_type="text/plain")
         return report_page.csv_response(table, scope)
+    report = report_figures.report_build(scope=scope)
     context = {"form": form, "report": report, "tiles": report_page.tiles(report),
                "sections": report_page.sections(report), "query": params.urlencode(),
                "scope_text": report_page.scope_text(scope)}  # fmt: skip
