@@ -88,7 +88,7 @@ def messages_plan_cancellation(*, session: Session, now: datetime | None = None)
     now = now or timezone.now()
     told = Message.objects.filter(session=session, status__in=Message.WENT_OUT).exists()
     messages_withdraw(session=session, reason="session cancelled", now=now)
-    return _save(_notice(session, Purpose.CANCELLED, now)) if told else []
+    return _save(cancellation_notice(session=session, now=now)) if told else []
 
 
 def messages_plan_series_cancellation(*, sessions: list[Session], now: datetime | None = None) -> list[Message]:
@@ -299,19 +299,42 @@ def _texts_settle(notices: list[Message], reminders: list[Message], *, texted: b
     (another series, an earlier booking) keep their place rather than being skipped later.
     On consecutive days this keeps the first text of each day, the 2 h one of the day's visit.
     """
-    rows = notices + reminders
     texts = sorted((r for r in reminders if _is_planned_text(r)), key=lambda r: r.due_at)
     if not texts:
-        return rows
+        return notices + reminders
     sent = _texts_around(texts[0].patient, first=texts[0].due_at, last=texts[-1].due_at) if texted else []
-    taken = sent + [r.due_at for r in notices if _is_planned_text(r)]
-    for text in texts:
+    return _settle(notices, reminders, taken=sent)
+
+
+def _settle(notices: list[Message], reminders: list[Message], *, taken: list[datetime]) -> list[Message]:
+    """`_texts_settle` against `taken`, when the patient's other texts go out."""
+    rows = notices + reminders
+    taken = taken + [r.due_at for r in notices if _is_planned_text(r)]
+    for text in sorted((r for r in reminders if _is_planned_text(r)), key=lambda r: r.due_at):
         cause = _text_refusal(text, taken)
         if cause is None:
             taken.append(text.due_at)
         else:
             rows += _decline(text, cause, rows)
     return rows
+
+
+def booking_plan(
+    *, sessions: Iterable[Session], rules: Iterable[ReminderRule], now: datetime, texts_taken: list[datetime]
+) -> list[Message]:
+    """What booking `sessions` at `now` plans, unsaved and read from nothing but the arguments:
+    the booking confirmation, each session's reminders under `rules` (the clinic's, with its
+    protocols' own), and the texts that cannot go declined against `texts_taken` (when the
+    patient's other texts go out). The demo's past is planned with it, as the service would have."""
+    sessions = sorted(sessions, key=lambda s: s.starts_at)
+    rules = list(rules)
+    reminders = [row for s in sessions for row in _reminders(s, now, rules=_rules_of(s, rules))]
+    return _settle(_notice(sessions[0], Purpose.BOOKED, now), reminders, taken=texts_taken)
+
+
+def cancellation_notice(*, session: Session, now: datetime) -> list[Message]:
+    """The cancellation notice's rows, unsaved (messages_plan_cancellation saves them)."""
+    return _notice(session, Purpose.CANCELLED, now)
 
 
 def _is_planned_text(row: Message) -> bool:

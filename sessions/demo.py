@@ -1,8 +1,9 @@
-"""A demo clinic for `make run`: configuration, a staff login, patients and booked series.
+"""A demo clinic for `make run`: configuration, a staff login, patients and booked series, and
+four weeks of past visits (sessions/demo_history.py) for the Reports page.
 
 Every row is looked up by its natural key before it is created, so seeding twice changes
 nothing. Series are booked through `series_book`, like any other booking, so they obey the
-rules and reach every listener.
+rules and reach every listener; the past is written directly, once, as the rules refuse it.
 """
 
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from rest_framework.authtoken.models import Token
 
 from .calendar import BookingConflict
 from .clock import local_date
+from .demo_history import demo_history_seed
 from .models import Chair, Clinic, OpeningHours, Patient, Protocol, Session, StaffingBlock, Weekday
 from .services import series_book, session_mark
 from .waitlist import waitlist_join
@@ -158,6 +160,8 @@ class DemoSeed:
     refused: list[str]
     # Today's visits, booked as of before opening: notifications.demo settles their messages.
     today: list[Session] = field(default_factory=list)
+    # The past four weeks' visits, written on the first run only: notifications.demo writes their messages.
+    history: list[Session] = field(default_factory=list)
 
 
 @transaction.atomic
@@ -170,6 +174,7 @@ def demo_seed(*, now: datetime | None = None) -> DemoSeed:
         booster_protocol=protocols["Booster"], booster_interval_days=28
     )
     user, token = _staff_login()
+    history = demo_history_seed(clinic=clinic, protocols=protocols, user=user, now=now)
     booked: list[str] = []
     refused: list[str] = []
     for spec in _PATIENTS:
@@ -189,7 +194,7 @@ def demo_seed(*, now: datetime | None = None) -> DemoSeed:
     _waitlist(clinic, protocols["Booster"], user, now)
     today = _today_visits(clinic, protocols["Booster"], user, now)
     booked += [f"{s.patient}: {s.series.protocol} today at {s.starts_at.astimezone(clinic.zone):%H:%M}" for s in today]
-    return DemoSeed(clinic, user.get_username(), DEMO_PASSWORD, token.key, booked, refused, today)
+    return DemoSeed(clinic, user.get_username(), DEMO_PASSWORD, token.key, booked, refused, today, history)
 
 
 def _waitlist(clinic: Clinic, booster: Protocol, user: AbstractBaseUser, now: datetime) -> None:
