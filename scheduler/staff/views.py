@@ -828,6 +828,10 @@ def reports(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _render(request, "staff/reports.html", {"form": form}, section="reports", status=400)
     data = form.cleaned_data
+    # The days counted, also where the defaults chose them: the form shows them and the CSV
+    # links keep them, so a download made tomorrow holds what the page showed today.
+    params["first"], params["last"] = data["first"].isoformat(), data["last"].isoformat()
+    form.data = params
     scope = report_figures.Scope(
         clinic=data["clinic"], first=data["first"], last=data["last"], protocol=data["protocol"],
         weekday=data["weekday"], hour=data["hour"],

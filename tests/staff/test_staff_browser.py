@@ -14,6 +14,7 @@ from django.utils import timezone
 from playwright.sync_api import sync_playwright
 
 from notifications import sending
+from notifications.demo import demo_history_messages
 from notifications.inbound import Incoming, inbound_handle
 from notifications.models import Message, StaffFlag
 from sessions.clock import local_date
@@ -72,6 +73,7 @@ def send_what_is_due() -> None:
 
 def test_a_scheduler_books_moves_and_cancels_from_the_pages(live_server):
     seed = demo_seed()
+    demo_history_messages(sessions=seed.history)
     clinic = seed.clinic
     # Texts may go out at any hour of the test run; the outbox then shows the whole loop.
     Clinic.objects.filter(pk=clinic.pk).update(message_window_start=time(0), message_window_end=time(23, 59))
@@ -169,6 +171,10 @@ def test_a_scheduler_books_moves_and_cancels_from_the_pages(live_server):
         page.screenshot(path=SCREENSHOTS / "staff-inbox.png", full_page=True)
         page.goto(f"{live_server.url}/staff/outbox/")
         page.screenshot(path=SCREENSHOTS / "staff-outbox.png", full_page=True)
+        # The demo's four weeks of past visits: the Reports page as a manager first sees it.
+        page.get_by_role("link", name="Reports").click()
+        page.get_by_role("heading", name="Attendance by weekday").wait_for()
+        page.screenshot(path=SCREENSHOTS / "staff-reports.png", full_page=True)
         browser.close()
         # Reads made inside Playwright's loop got a connection of their own: close it here.
         connections.close_all()
