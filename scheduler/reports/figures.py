@@ -387,17 +387,19 @@ def _series_outcomes(scope: Scope) -> list[SeriesOutcome]:
     The database gives each completed visit the day of the one before it (a window) and sums
     them per series, so a year's 17,000 visits come back as one row per series."""
     zone = scope.clinic.zone
-    start, end = _bounds(scope)
-    finished = Series.objects.filter(
-        clinic=scope.clinic, status=Series.Status.COMPLETED, sessions__starts_at__gte=start,
-        sessions__starts_at__lt=end,
+    start, _ = _bounds(scope)
+    protocols = Protocol.objects.filter(clinic=scope.clinic)
+    # A series that finished on the report's days began at most its protocol's longest span before.
+    span = max(((p.session_count - 1) * p.max_gap_days for p in protocols), default=0)
+    completed = Session.objects.filter(
+        clinic=scope.clinic, status=Status.COMPLETED, series__status=Series.Status.COMPLETED,
+        starts_at__gte=start - timedelta(days=span + 1),
     )  # fmt: skip
     if scope.protocol is not None:
-        finished = finished.filter(protocol=scope.protocol)
+        completed = completed.filter(series__protocol=scope.protocol)
     day = TruncDate("starts_at", tzinfo=zone)
     visits = (
-        Session.objects.filter(series__in=finished.values("pk"), status=Status.COMPLETED)
-        .annotate(
+        completed.annotate(
             day=day,
             prior_day=Window(Lag(day), partition_by=[F("series_id")], order_by=[F("starts_at").asc()]),
             gap_min=F("series__protocol__min_gap_days"),
@@ -410,14 +412,13 @@ def _series_outcomes(scope: Scope) -> list[SeriesOutcome]:
     with connection.cursor() as cursor:
         cursor.execute(_SERIES_SQL.format(visits=inner, gap=_days_between("day", "prior_day")), params)
         rows = cursor.fetchall()
-    protocols = dict(Protocol.objects.filter(clinic=scope.clinic).values_list("id", "name"))
-    needed = dict(Protocol.objects.filter(clinic=scope.clinic).values_list("id", "session_count"))
+    by_id = {p.pk: p for p in protocols}
     outcomes = []
-    for series_id, protocol_id, last, completed, outside in rows:
+    for series_id, protocol_id, last, done, outside in rows:
         last = _as_date(last)
         if scope.first <= last <= scope.last:
-            outcomes.append(SeriesOutcome(series_id, protocols[protocol_id], last, needed[protocol_id], completed,
-                                          int(outside)))  # fmt: skip
+            protocol = by_id[protocol_id]
+            outcomes.append(SeriesOutcome(series_id, protocol.name, last, protocol.session_count, done, int(outside)))
     return sorted(outcomes, key=lambda o: (o.finished, o.series_id))
 
 
