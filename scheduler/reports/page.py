@@ -72,16 +72,17 @@ def tiles(report: Report) -> list[Tile]:
     lead = median_lead_days(report.leads)
     return [
         Tile("No-show rate", shows, shows.percent, f"{shows.numerator} of {shows.denominator} marked visits",
-             "yardstick about 5%"),
+             f"yardstick about {NO_SHOW_YARDSTICK:.0%}"),
         Tile("Late cancels", cancels, cancels.percent, f"{cancels.numerator} of {cancels.denominator} visits booked, "
              f"inside {report.scope.clinic.cancellation_notice_hours} h"),
         Tile("Confirmed by 24 h before", confirmed, confirmed.percent,
              f"{confirmed.numerator} of {confirmed.denominator} visits that could be"),
         Tile("Chairs scheduled", scheduled, scheduled.percent,
              f"{scheduled.numerator / 60:.0f} of {scheduled.denominator / 60:.0f} open chair-hours",
-             "yardstick about 80%"),
+             f"yardstick about {SCHEDULED_YARDSTICK:.0%}"),
         Tile("Chairs used", actual, actual.percent,
-             f"{actual.numerator / 60:.0f} chair-hours recorded at chair-in and chair-out", "yardstick about 70%"),
+             f"{actual.numerator / 60:.0f} chair-hours recorded at chair-in and chair-out",
+             f"yardstick about {ACTUAL_YARDSTICK:.0%}"),
         Tile("Series on protocol", series, series.percent,
              f"{series.numerator} of {series.denominator} series finished"),
         Tile("Booked ahead (median)", None, "–" if lead is None else f"{lead:g} days", f"{visits_of(cells)} visits"),
