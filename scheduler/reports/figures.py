@@ -139,14 +139,15 @@ class FunnelRow:
 
 def report_build(*, scope: Scope, now: datetime | None = None) -> Report:
     now = now or timezone.now()
-    cells = _cells(scope, now)
+    protocols = _protocols_of(scope.clinic)
+    cells = _cells(scope, now, protocols)
     report = Report(
         scope=scope,
         cells=cells,
         leads=_lead_days(scope),
         available=_open_chair_minutes(scope),
-        chair_minutes=_chair_minutes(scope, cells),
-        series=_series_outcomes(scope),
+        chair_minutes=_chair_minutes(scope, cells, protocols),
+        series=_series_outcomes(scope, protocols),
         funnel=_funnel(scope),
     )
     for build in (_by_weekday, _by_hour, _by_protocol, _chair_use, _confirmations, _lead_times, _series_table):
@@ -210,17 +211,21 @@ def _bounds(scope: Scope) -> tuple[datetime, datetime]:
     return day_bounds(scope.first, zone)[0], day_bounds(scope.last, zone)[1]
 
 
-def _sessions(scope: Scope):
+def _sessions(scope: Scope, *, of_the_hour: bool = True) -> QuerySet[Session]:
+    """The report's sessions, with their start's weekday (ISO: 1 is Monday) and hour in clinic
+    time: every read of the report narrows through here. `of_the_hour` false keeps every start
+    hour, for the chair minutes of visits that began before the chosen hour."""
     start, end = _bounds(scope)
-    sessions = Session.objects.filter(clinic=scope.clinic, starts_at__gte=start, starts_at__lt=end)
+    zone = scope.clinic.zone
+    sessions = Session.objects.filter(clinic=scope.clinic, starts_at__gte=start, starts_at__lt=end).annotate(
+        start_day=ExtractIsoWeekDay("starts_at", tzinfo=zone), start_hour=ExtractHour("starts_at", tzinfo=zone)
+    )
     if scope.protocol is not None:
         sessions = sessions.filter(series__protocol=scope.protocol)
     if scope.weekday is not None:
-        # ISO weekdays run 1 (Monday) to 7.
-        zone = scope.clinic.zone
-        sessions = sessions.annotate(iso_day=ExtractIsoWeekDay("starts_at", tzinfo=zone)).filter(
-            iso_day=scope.weekday + 1
-        )
+        sessions = sessions.filter(start_day=scope.weekday + 1)
+    if scope.hour is not None and of_the_hour:
+        sessions = sessions.filter(start_hour=scope.hour)
     return sessions
 
 
@@ -247,13 +252,10 @@ def _annotated(scope: Scope, now: datetime) -> QuerySet[Session]:
     """The report's sessions with what each figure asks of a visit, as SQL expressions: the
     grouped counts and the row-by-row CSV read the same ones."""
     clinic = scope.clinic
-    zone = clinic.zone
     notice = timedelta(hours=clinic.cancellation_notice_hours)
     deadline = F("starts_at") - CONFIRM_BY
     cancelled = Q(status=Status.CANCELLED)
-    sessions = _sessions(scope).annotate(
-        start_day=ExtractIsoWeekDay("starts_at", tzinfo=zone),
-        start_hour=ExtractHour("starts_at", tzinfo=zone),
+    return _sessions(scope).annotate(
         protocol_ref=F("series__protocol_id"),
         late=Case(When(cancelled & Q(status_changed_at__gt=F("starts_at") - notice), then=Value(True)), default=False),
         confirm=Case(
@@ -270,13 +272,18 @@ def _annotated(scope: Scope, now: datetime) -> QuerySet[Session]:
         ),
         confirmed=Case(When(confirmed_at__lt=F("starts_at"), then=Value(True)), default=False),
     )
-    if scope.hour is not None:
-        sessions = sessions.filter(start_hour=scope.hour)
-    return sessions
 
 
-def _cells(scope: Scope, now: datetime) -> list[Cell]:
-    protocols = dict(Protocol.objects.filter(clinic=scope.clinic).values_list("id", "name"))
+def _protocols_of(clinic: Clinic) -> dict[int, Protocol]:
+    return {protocol.pk: protocol for protocol in Protocol.objects.filter(clinic=clinic)}
+
+
+def _name(protocols: dict[int, Protocol], pk: int) -> str:
+    protocol = protocols.get(pk)
+    return protocol.name if protocol is not None else ""
+
+
+def _cells(scope: Scope, now: datetime, protocols: dict[int, Protocol]) -> list[Cell]:
     minutes = (_Epoch("ends_at") - _Epoch("starts_at")) / 60
     rows = (
         _annotated(scope, now)
@@ -290,7 +297,7 @@ def _cells(scope: Scope, now: datetime) -> list[Cell]:
         .order_by()
     )
     return [
-        Cell(day - 1, hour, protocols.get(protocol, ""), status, late, confirm, confirmed, visits,
+        Cell(day - 1, hour, _name(protocols, protocol), status, late, confirm, confirmed, visits,
              scheduled or 0.0, actual or 0.0)
         for day, hour, protocol, status, late, confirm, confirmed, visits, scheduled, actual in rows
     ]  # fmt: skip
@@ -299,20 +306,15 @@ def _cells(scope: Scope, now: datetime) -> list[Cell]:
 def _lead_days(scope: Scope) -> Counter:
     """Visits by whole days from booking to start (a visit booked after its start counts 0).
     Read from the sessions alone: the flags' join to the series would double the read's time."""
-    sessions = _sessions(scope)
-    if scope.hour is not None:
-        sessions = sessions.annotate(start_hour=ExtractHour("starts_at", tzinfo=scope.clinic.zone)).filter(
-            start_hour=scope.hour
-        )
     days = Floor((_Epoch("starts_at") - _Epoch("created_at")) / DAY_SECONDS)
-    rows = sessions.annotate(days=days).values_list("days").annotate(n=Count("pk")).order_by()
+    rows = _sessions(scope).annotate(days=days).values_list("days").annotate(n=Count("pk")).order_by()
     leads: Counter = Counter()
     for ahead, visits in rows:
         leads[max(int(ahead), 0)] += visits
     return leads
 
 
-def _chair_minutes(scope: Scope, cells: list[Cell]) -> tuple[Counter, Counter]:
+def _chair_minutes(scope: Scope, cells: list[Cell], protocols: dict[int, Protocol]) -> tuple[Counter, Counter]:
     """Scheduled and actual chair-minutes by weekday. For every hour they are the cells' sums;
     for one hour, the minutes inside it of every visit that reaches into it, wherever it
     started, split in Python (a few thousand visits at most)."""
@@ -324,7 +326,7 @@ def _chair_minutes(scope: Scope, cells: list[Cell]) -> tuple[Counter, Counter]:
             actual[cell.weekday] += cell.actual_minutes
         return scheduled, actual
     zone = scope.clinic.zone
-    for starts, ends, status, chair_in, chair_out in _reaching_into(scope):
+    for starts, ends, status, chair_in, chair_out in _reaching_into(scope, protocols):
         weekday = datetime.fromtimestamp(starts, zone).weekday()
         if status != Status.CANCELLED:
             scheduled[weekday] += _minutes_in_hour(starts, ends, scope.hour, zone)
@@ -333,22 +335,14 @@ def _chair_minutes(scope: Scope, cells: list[Cell]) -> tuple[Counter, Counter]:
     return scheduled, actual
 
 
-def _reaching_into(scope: Scope) -> QuerySet:
+def _reaching_into(scope: Scope, protocols: dict[int, Protocol]) -> QuerySet:
     """(start, end, status, chair-in, chair-out) in epoch seconds of the visits that may reach
     into the chosen hour: those starting in it or in the hours before it that the clinic's
     longest protocol (and an overrun) spans."""
-    longest = (
-        Protocol.objects.filter(clinic=scope.clinic)
-        .order_by("-chair_minutes")
-        .values_list("chair_minutes", flat=True)
-        .first()
-        or 60
-    )
+    longest = max((protocol.chair_minutes for protocol in protocols.values()), default=60)
     reach = -(-longest // 60) + OVERRUN_HOURS
-    zone = scope.clinic.zone
     return (
-        _sessions(scope)
-        .annotate(start_hour=ExtractHour("starts_at", tzinfo=zone))
+        _sessions(scope, of_the_hour=False)
         .filter(start_hour__gte=scope.hour - reach, start_hour__lte=scope.hour)
         .values_list(_Epoch("starts_at"), _Epoch("ends_at"), "status", _Epoch("chair_in_at"), _Epoch("chair_out_at"))
         .order_by()
@@ -386,7 +380,7 @@ def _open_chair_minutes(scope: Scope) -> dict[tuple[int, int], float]:
     return dict(available)
 
 
-def _series_outcomes(scope: Scope) -> list[SeriesOutcome]:
+def _series_outcomes(scope: Scope, protocols: dict[int, Protocol]) -> list[SeriesOutcome]:
     """Series that finished on the report's days (their last visit that took place), each with
     the sessions it completed and the gaps between them that fell outside the protocol's.
 
@@ -394,9 +388,8 @@ def _series_outcomes(scope: Scope) -> list[SeriesOutcome]:
     them per series, so a year's 17,000 visits come back as one row per series."""
     zone = scope.clinic.zone
     start, _ = _bounds(scope)
-    protocols = Protocol.objects.filter(clinic=scope.clinic)
     # A series that finished on the report's days began at most its protocol's longest span before.
-    span = max(((p.session_count - 1) * p.max_gap_days for p in protocols), default=0)
+    span = max(((p.session_count - 1) * p.max_gap_days for p in protocols.values()), default=0)
     completed = Session.objects.filter(
         clinic=scope.clinic, status=Status.COMPLETED, series__status=Series.Status.COMPLETED,
         starts_at__gte=start - timedelta(days=span + 1),
@@ -418,12 +411,11 @@ def _series_outcomes(scope: Scope) -> list[SeriesOutcome]:
     with connection.cursor() as cursor:
         cursor.execute(_SERIES_SQL.format(visits=inner, gap=_days_between("day", "prior_day")), params)
         rows = cursor.fetchall()
-    by_id = {p.pk: p for p in protocols}
     outcomes = []
     for series_id, protocol_id, last, done, outside in rows:
         last = _as_date(last)
         if scope.first <= last <= scope.last:
-            protocol = by_id[protocol_id]
+            protocol = protocols[protocol_id]
             outcomes.append(SeriesOutcome(series_id, protocol.name, last, protocol.session_count, done, int(outside)))
     return sorted(outcomes, key=lambda o: (o.finished, o.series_id))
 
@@ -450,21 +442,9 @@ def _as_date(value: date | str) -> date:
 
 def _funnel(scope: Scope) -> list[FunnelRow]:
     """The reminders planned for the report's visits, counted by channel, status and reason."""
-    start, end = _bounds(scope)
     messages = Message.objects.filter(
-        clinic=scope.clinic, purpose=Purpose.REMINDER, session__starts_at__gte=start, session__starts_at__lt=end
+        clinic=scope.clinic, purpose=Purpose.REMINDER, session__in=_sessions(scope).values("pk")
     )
-    if scope.protocol is not None:
-        messages = messages.filter(session__series__protocol=scope.protocol)
-    zone = scope.clinic.zone
-    if scope.weekday is not None:
-        messages = messages.annotate(iso_day=ExtractIsoWeekDay("session__starts_at", tzinfo=zone)).filter(
-            iso_day=scope.weekday + 1
-        )
-    if scope.hour is not None:
-        messages = messages.annotate(start_hour=ExtractHour("session__starts_at", tzinfo=zone)).filter(
-            start_hour=scope.hour
-        )
     counted = (
         messages.values_list("channel", "status", "reason")
         .annotate(count=Count("pk"), went_out=Count("pk", filter=Q(sent_at__isnull=False)))
@@ -619,7 +599,7 @@ def visits_table(*, scope: Scope, now: datetime | None = None) -> Table:
     patient's name): the rows behind every table, with the same flags the counts group by."""
     now = now or timezone.now()
     zone = scope.clinic.zone
-    protocols = dict(Protocol.objects.filter(clinic=scope.clinic).values_list("id", "name"))
+    protocols = _protocols_of(scope.clinic)
     chairs = dict(scope.clinic.chairs.values_list("id", "name"))
     days = Floor((_Epoch("starts_at") - _Epoch("created_at")) / DAY_SECONDS)
     rows = (
@@ -635,7 +615,7 @@ def visits_table(*, scope: Scope, now: datetime | None = None) -> Table:
         local = datetime.fromtimestamp(starts, zone)
         scheduled = 0 if status == Status.CANCELLED else round((ends - starts) / 60)
         table.append([
-            pk, series, number, protocols.get(protocol, ""), chairs.get(chair, ""), local.date().isoformat(),
+            pk, series, number, _name(protocols, protocol), chairs.get(chair, ""), local.date().isoformat(),
             _clock(local), status, _yes_no(late), confirm_text[confirm], max(int(ahead), 0), scheduled,
             _clock(datetime.fromtimestamp(c_in, zone)) if c_in is not None else "",
             _clock(datetime.fromtimestamp(c_out, zone)) if c_out is not None else "",
