@@ -83,14 +83,14 @@ def _reminders(sessions: dict[str, Session], outside: Session) -> None:
         ("s6", Channel.SMS, M.SKIPPED, "quiet hours in the patient's time zone", False),
     ]
     rows = [
-        _message(sessions[name], channel, status, reason, went_out) for name, channel, status, reason, went_out in plan
+        reminder_make(sessions[name], channel, status, reason, went_out) for name, channel, status, reason, went_out in plan
     ]
-    rows.append(_message(outside, Channel.SMS, M.DELIVERED, "", True))
-    rows.append(_message(sessions["s1"], Channel.SMS, M.DELIVERED, "", True, purpose=Purpose.BOOKED))
+    rows.append(reminder_make(outside, Channel.SMS, M.DELIVERED, "", True))
+    rows.append(reminder_make(sessions["s1"], Channel.SMS, M.DELIVERED, "", True, purpose=Purpose.BOOKED))
     Message.objects.bulk_create(rows)
 
 
-def _message(
+def reminder_make(
     session: Session, channel: str, status: str, reason: str, went_out: bool, *, purpose: str = Purpose.REMINDER
 ) -> Message:
     due = session.starts_at - timedelta(hours=24)

@@ -3,17 +3,20 @@ by hand, its CSV equal to its table, and who may see which clinic's."""
 
 import csv
 import io
+import threading
 from datetime import time, timedelta
 
 import pytest
+from django.db import connection, connections
 
+from notifications.models import Channel, Message
 from scheduler.reports.figures import Scope, chair_use, report_build
 from scheduler.reports.page import tiles
 from sessions.models import Series, Session
 from tests.factories import clinic_make, patient_make, protocol_make
 
 from .builders import at, client_as, staff_user
-from .reports_fixture import MONDAY, SUNDAY, TUESDAY, report_week
+from .reports_fixture import MONDAY, SUNDAY, TUESDAY, reminder_make, report_week
 
 pytestmark = pytest.mark.django_db
 
@@ -143,6 +146,38 @@ def test_series_finished_on_protocol_need_every_session_and_every_gap_inside():
     series((SUNDAY, done), (SUNDAY + timedelta(days=1), done))  # finished after the report's days
     report = report_build(scope=Scope(clinic=clinic, first=MONDAY, last=SUNDAY))
     assert report.tables["series"].rows == [["Two visits", 3, 2, 1, "33.3%"]]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="one snapshot is PostgreSQL's; SQLite is development's")
+def test_a_report_reads_one_moment_while_reminders_are_planned():
+    """The funnel must count the visits the tables count: a reminder planned on another
+    connection while the report reads is in none of its figures, and in the next report."""
+    week = report_week()
+    planned = _report(week).tables["funnel"].rows[0]
+    committed = []
+
+    def plan_one(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if "start_day" in sql and not committed:  # the report's first read of the visits
+            worker = threading.Thread(target=_plan_a_reminder_elsewhere, args=(week.sessions["s4"], committed))
+            worker.start()
+            worker.join()
+        return result
+
+    with connection.execute_wrapper(plan_one):
+        during = _report(week)
+    assert committed == [True]
+    assert during.tables["funnel"].rows[0] == planned
+    assert _report(week).tables["funnel"].rows[0] == ["planned", planned[1], planned[2] + 1]
+
+
+def _plan_a_reminder_elsewhere(session: Session, committed: list[bool]) -> None:
+    try:
+        reminder_make(session, Channel.EMAIL, Message.Status.PLANNED, "", False).save()
+        committed.append(True)
+    finally:
+        connections.close_all()
 
 
 def _csv(response) -> list[list[str]]:
