@@ -83,7 +83,8 @@ def _reminders(sessions: dict[str, Session], outside: Session) -> None:
         ("s6", Channel.SMS, M.SKIPPED, "quiet hours in the patient's time zone", False),
     ]
     rows = [
-        reminder_make(sessions[name], channel, status, reason, went_out) for name, channel, status, reason, went_out in plan
+        reminder_make(sessions[name], channel, status, reason, went_out)
+        for name, channel, status, reason, went_out in plan
     ]
     rows.append(reminder_make(outside, Channel.SMS, M.DELIVERED, "", True))
     rows.append(reminder_make(sessions["s1"], Channel.SMS, M.DELIVERED, "", True, purpose=Purpose.BOOKED))
