@@ -148,6 +148,7 @@ def test_series_finished_on_protocol_need_every_session_and_every_gap_inside():
     assert report.tables["series"].rows == [["Two visits", 3, 2, 1, "33.3%"]]
 
 
+@pytest.mark.concurrency
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="one snapshot is PostgreSQL's; SQLite is development's")
 def test_a_report_reads_one_moment_while_reminders_are_planned():
