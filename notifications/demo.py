@@ -29,7 +29,7 @@ from scheduler.bulk import rows_create
 from sessions.clock import local_date, wall_clock
 from sessions.models import Session
 
-from . import planning
+from . import planning, sending
 from .metrics import messages_end
 from .models import CANCELLATIONS, Channel, ContactStatus, Message, ReminderRule
 
@@ -83,13 +83,9 @@ def _planned(series: list[list[Session]], rules: list[ReminderRule]) -> list[tup
         booked = visits[0].series.created_at
         taken = [due for due, session in texts if not _withdrawn_by(booked, session, due)]
         rows = planning.booking_plan(sessions=visits, rules=rules, now=booked, texts_taken=taken)
-        texts += [(row.due_at, row.session) for row in rows if _planned_text(row)]
+        texts += [(row.due_at, row.session) for row in rows if planning.is_planned_text(row)]
         planned += [(row, booked) for row in rows]
     return planned
-
-
-def _planned_text(row: Message) -> bool:
-    return row.channel == Channel.SMS and row.status == Status.PLANNED
 
 
 def _withdrawn_by(at: datetime, session: Session, due: datetime) -> bool:
@@ -229,15 +225,12 @@ class _Sends:
 
 def _text_refusal(row: Message, went: datetime, phone: _Phone) -> str | None:
     """sending.sms_refusal at `went`, given the patient's texts that went out before."""
-    patient, clinic = row.patient, row.session.clinic
+    patient = row.patient
     if phone.refused_at is not None:
         return f"phone refused earlier: {ContactStatus.Problem.INVALID.label.lower()}"
-    local = went.astimezone(patient.zone)
-    if not clinic.message_window_start <= local.time() < clinic.message_window_end:
-        return "quiet hours in the patient's time zone"
+    quiet = sending.quiet_hours_refusal(patient=patient, clinic=row.session.clinic, now=went)
+    if quiet is not None:
+        return quiet
     week = [t for t in phone.went_out if went - timedelta(days=7) < t <= went]
-    if sum(t.astimezone(patient.zone).date() == local.date() for t in week) >= settings.SMS_DAILY_CAP:
-        return f"daily text limit ({settings.SMS_DAILY_CAP}) reached"
-    if len(week) >= settings.SMS_WEEKLY_CAP:
-        return f"weekly text limit ({settings.SMS_WEEKLY_CAP}) reached"
-    return None
+    day = went.astimezone(patient.zone).date()
+    return sending.caps_refusal(today=sum(t.astimezone(patient.zone).date() == day for t in week), week=len(week))

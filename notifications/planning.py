@@ -299,7 +299,7 @@ def _texts_settle(notices: list[Message], reminders: list[Message], *, texted: b
     (another series, an earlier booking) keep their place rather than being skipped later.
     On consecutive days this keeps the first text of each day, the 2 h one of the day's visit.
     """
-    texts = sorted((r for r in reminders if _is_planned_text(r)), key=lambda r: r.due_at)
+    texts = sorted((r for r in reminders if is_planned_text(r)), key=lambda r: r.due_at)
     if not texts:
         return notices + reminders
     sent = _texts_around(texts[0].patient, first=texts[0].due_at, last=texts[-1].due_at) if texted else []
@@ -309,8 +309,8 @@ def _texts_settle(notices: list[Message], reminders: list[Message], *, texted: b
 def _settle(notices: list[Message], reminders: list[Message], *, taken: list[datetime]) -> list[Message]:
     """`_texts_settle` against `taken`, when the patient's other texts go out."""
     rows = notices + reminders
-    taken = taken + [r.due_at for r in notices if _is_planned_text(r)]
-    for text in sorted((r for r in reminders if _is_planned_text(r)), key=lambda r: r.due_at):
+    taken = taken + [r.due_at for r in notices if is_planned_text(r)]
+    for text in sorted((r for r in reminders if is_planned_text(r)), key=lambda r: r.due_at):
         cause = _text_refusal(text, taken)
         if cause is None:
             taken.append(text.due_at)
@@ -337,7 +337,7 @@ def cancellation_notice(*, session: Session, now: datetime) -> list[Message]:
     return _notice(session, Purpose.CANCELLED, now)
 
 
-def _is_planned_text(row: Message) -> bool:
+def is_planned_text(row: Message) -> bool:
     return row.channel == Channel.SMS and row.status == Message.Status.PLANNED
 
 

@@ -323,19 +323,32 @@ def sms_refusal(*, patient: Patient, clinic: Clinic, now: datetime) -> str | Non
     problem = ContactStatus.objects.filter(patient=patient, phone=patient.phone).exclude(sms_problem="").first()
     if problem is not None:
         return f"phone refused earlier: {problem.get_sms_problem_display().lower()}"
-    local = now.astimezone(patient.zone)
-    if not clinic.message_window_start <= local.time() < clinic.message_window_end:
-        return "quiet hours in the patient's time zone"
-    day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    quiet = quiet_hours_refusal(patient=patient, clinic=clinic, now=now)
+    if quiet is not None:
+        return quiet
+    day_start = now.astimezone(patient.zone).replace(hour=0, minute=0, second=0, microsecond=0)
     sent = Message.objects.filter(
         patient=patient,
         channel=Channel.SMS,
         status__in=Message.WENT_OUT,
         sending_started_at__gt=now - timedelta(days=7),
     ).aggregate(today=Count("pk", filter=Q(sending_started_at__gte=day_start)), week=Count("pk"))
-    if sent["today"] >= settings.SMS_DAILY_CAP:
+    return caps_refusal(today=sent["today"], week=sent["week"])
+
+
+def quiet_hours_refusal(*, patient: Patient, clinic: Clinic, now: datetime) -> str | None:
+    """sms_refusal's quiet hours: outside the clinic's message window in the patient's zone."""
+    if not clinic.message_window_start <= now.astimezone(patient.zone).time() < clinic.message_window_end:
+        return "quiet hours in the patient's time zone"
+    return None
+
+
+def caps_refusal(*, today: int, week: int) -> str | None:
+    """sms_refusal's caps, given the texts that went out on the patient's day and in the 7 days
+    before now."""
+    if today >= settings.SMS_DAILY_CAP:
         return f"daily text limit ({settings.SMS_DAILY_CAP}) reached"
-    if sent["week"] >= settings.SMS_WEEKLY_CAP:
+    if week >= settings.SMS_WEEKLY_CAP:
         return f"weekly text limit ({settings.SMS_WEEKLY_CAP}) reached"
     return None
 

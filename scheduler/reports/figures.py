@@ -323,6 +323,11 @@ def _annotated(scope: Scope, now: datetime) -> QuerySet[Session]:
     )
 
 
+def _days_ahead() -> Floor:
+    """Whole days from booking a visit to its start, negative for one booked after it began."""
+    return Floor((_Epoch("starts_at") - _Epoch("created_at")) / DAY_SECONDS)
+
+
 def _protocols_of(clinic: Clinic) -> dict[int, Protocol]:
     return {protocol.pk: protocol for protocol in Protocol.objects.filter(clinic=clinic)}
 
@@ -355,8 +360,7 @@ def _cells(scope: Scope, now: datetime, protocols: dict[int, Protocol]) -> list[
 def _lead_days(scope: Scope) -> Counter:
     """Visits by whole days from booking to start (a visit booked after its start counts 0).
     Read from the sessions alone: the flags' join to the series would double the read's time."""
-    days = Floor((_Epoch("starts_at") - _Epoch("created_at")) / DAY_SECONDS)
-    rows = _sessions(scope).annotate(days=days).values_list("days").annotate(n=Count("pk")).order_by()
+    rows = _sessions(scope).annotate(days=_days_ahead()).values_list("days").annotate(n=Count("pk")).order_by()
     leads: Counter = Counter()
     for ahead, visits in rows:
         leads[max(int(ahead), 0)] += visits
@@ -648,13 +652,12 @@ def visits_table(*, scope: Scope, now: datetime | None = None) -> Table:
     patient's name): the rows behind every table, with the same flags the counts group by."""
     now = now or timezone.now()
     zone = scope.clinic.zone
-    days = Floor((_Epoch("starts_at") - _Epoch("created_at")) / DAY_SECONDS)
     with _one_snapshot():
         protocols = _protocols_of(scope.clinic)
         chairs = dict(scope.clinic.chairs.values_list("id", "name"))
         rows = list(
             _annotated(scope, now)
-            .annotate(ahead=days)
+            .annotate(ahead=_days_ahead())
             .values_list("id", "series_id", "number", "protocol_ref", "chair_id", "status", "late", "confirm",
                          "ahead", _Epoch("starts_at"), _Epoch("ends_at"), _Epoch("chair_in_at"), _Epoch("chair_out_at"))
             .order_by("starts_at", "id")

@@ -125,7 +125,7 @@ def _attendance_chart(table: Table, title: str) -> SafeString | None:
             charts.Series("No-show rate", [_fraction(row[4]) for row in table.rows], "bar-a"),
             charts.Series("Late-cancel rate", [_fraction(row[6]) for row in table.rows], "bar-b"),
         ],
-        yardstick=charts.Yardstick(NO_SHOW_YARDSTICK, "no-shows ~5%"),
+        yardstick=charts.Yardstick(NO_SHOW_YARDSTICK, f"no-shows ~{NO_SHOW_YARDSTICK:.0%}"),
     )
 
 
@@ -139,7 +139,7 @@ def _chair_chart(table: Table) -> SafeString | None:
             charts.Series("Scheduled", [_fraction(row[3]) for row in table.rows], "bar-a"),
             charts.Series("Actual", [_fraction(row[5]) for row in table.rows], "bar-b"),
         ],
-        yardstick=charts.Yardstick(SCHEDULED_YARDSTICK, "scheduled ~80%"),
+        yardstick=charts.Yardstick(SCHEDULED_YARDSTICK, f"scheduled ~{SCHEDULED_YARDSTICK:.0%}"),
     )
 
 
@@ -150,7 +150,7 @@ def _confirmation_chart(table: Table) -> SafeString | None:
         title="No-show rate of confirmed and unconfirmed visits",
         labels=[str(row[0]) for row in table.rows],
         series=[charts.Series("No-show rate", [_fraction(row[3]) for row in table.rows], "bar-a")],
-        yardstick=charts.Yardstick(NO_SHOW_YARDSTICK, "~5%"),
+        yardstick=charts.Yardstick(NO_SHOW_YARDSTICK, f"~{NO_SHOW_YARDSTICK:.0%}"),
     )
 
 
